@@ -1,0 +1,139 @@
+# bpc: the BrainProp model compiler.  `make` builds build/bpc; `make demo` trains
+# models/mnist_conv.bp on the real MNIST; `make test` runs every test.
+#
+# Pipeline, one folder a stage: grammar/ (flex, bison) -> compiler/ (checks, IR,
+# codegen) -> templates/ (kernel code, embedded into bpc) -> runtime/ (JIT, plan
+# executor, data, training loop).
+
+CC       ?= cc
+BUILD    ?= build
+CUDA_HOME ?= /usr/local/cuda
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -MMD -MP
+CPPFLAGS += -Icompiler -Iruntime -Itemplates -I$(BUILD)/gen
+LDLIBS   += -lm -ldl
+
+# ---- detect what is there, and say so ------------------------------------------------
+have = $(if $(1),✓,✗)
+# OpenBLAS: the OpenMP build where it is installed (Debian libopenblas-openmp-dev), so
+# that its threads and the kernels' OpenMP loops share one thread pool.
+OPENBLAS_PC     := $(firstword $(wildcard /usr/lib/*/openblas-openmp/pkgconfig))
+OPENBLAS_CFLAGS := $(shell PKG_CONFIG_PATH=$(OPENBLAS_PC) pkg-config --cflags openblas 2>/dev/null)
+OPENBLAS_LIBS   := $(shell PKG_CONFIG_PATH=$(OPENBLAS_PC) pkg-config --libs openblas 2>/dev/null)
+OPENBLAS_DIR    := $(shell PKG_CONFIG_PATH=$(OPENBLAS_PC) pkg-config --variable=libdir openblas 2>/dev/null)
+OPENBLAS_KIND   := $(if $(OPENBLAS_PC),OpenMP,pthreads)
+ifeq ($(OPENBLAS_LIBS),)
+$(error OpenBLAS not found: install libopenblas-dev (Debian) so that pkg-config finds openblas)
+endif
+CPPFLAGS += $(OPENBLAS_CFLAGS)
+LDLIBS   += $(OPENBLAS_LIBS) -Wl,-rpath,$(OPENBLAS_DIR)
+OPENMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo yes)
+ifeq ($(OPENMP),yes)
+CFLAGS += -fopenmp
+endif
+ZLIB_LIBS   := $(shell pkg-config --libs zlib 2>/dev/null)
+CRYPTO_LIBS := $(shell pkg-config --libs libcrypto 2>/dev/null)
+ARCHIVE_LIBS := $(shell pkg-config --libs libarchive 2>/dev/null)
+CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null)
+CPPFLAGS += $(shell pkg-config --cflags libcjson 2>/dev/null)
+LDLIBS += $(ZLIB_LIBS) $(CRYPTO_LIBS) $(ARCHIVE_LIBS) $(CJSON_LIBS)
+# CUDA: only its headers are needed to build; libcuda, NVRTC and cuBLAS are loaded with
+# dlopen when the CUDA target is asked for, so bpc builds and runs without them.
+CUDA := $(shell test -f $(CUDA_HOME)/include/nvrtc.h && test -f $(CUDA_HOME)/include/cublas_v2.h && echo yes)
+ifeq ($(CUDA),yes)
+CPPFLAGS += -DBPC_HAVE_CUDA -I$(CUDA_HOME)/include
+endif
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+$(info bpc build: OpenBLAS ($(OPENBLAS_KIND)) ✓  OpenMP $(call have,$(OPENMP))  CUDA headers ($(CUDA_HOME)) $(call have,$(CUDA))  zlib $(call have,$(ZLIB_LIBS))  libcrypto $(call have,$(CRYPTO_LIBS))  libarchive $(call have,$(ARCHIVE_LIBS))  cJSON $(call have,$(CJSON_LIBS))  cmocka $(call have,$(CMOCKA_LIBS)))
+
+# ---- sources --------------------------------------------------------------------------
+GEN      := $(BUILD)/gen
+PARSER   := $(GEN)/parser.c $(GEN)/parser.h
+LEXER    := $(GEN)/lexer.c $(GEN)/lexer.h
+TEMPLATES := $(sort $(wildcard templates/*.h templates/*.in))
+LIB_SRC  := $(filter-out compiler/main.c compiler/fuzz_frontend.c,$(wildcard compiler/*.c)) \
+            $(wildcard runtime/*.c)
+GEN_SRC  := $(GEN)/parser.c $(GEN)/lexer.c $(GEN)/templates.c
+
+define objs
+$(patsubst %.c,$(1)/%.o,$(LIB_SRC)) $(patsubst $(GEN)/%.c,$(1)/gen/%.o,$(GEN_SRC))
+endef
+
+all: $(BUILD)/bpc
+
+$(GEN)/parser.c $(GEN)/parser.h: grammar/bp.y
+	@mkdir -p $(GEN)
+	bison -Wall -Werror --defines=$(GEN)/parser.h -o $(GEN)/parser.c $<
+
+$(GEN)/lexer.c $(GEN)/lexer.h: grammar/bp.l $(GEN)/parser.h
+	@mkdir -p $(GEN)
+	flex --header-file=$(GEN)/lexer.h -o $(GEN)/lexer.c $<
+
+$(GEN)/templates.c: $(TEMPLATES) templates/embed.awk
+	@mkdir -p $(GEN)
+	awk -f templates/embed.awk $(TEMPLATES) > $@.tmp && mv $@.tmp $@
+
+# Every object needs the generated headers first.
+$(BUILD)/%.o: %.c | $(PARSER) $(LEXER)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/%.o: $(GEN)/%.c | $(PARSER) $(LEXER)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-sign-compare -Wno-unused-function -c $< -o $@
+
+$(BUILD)/bpc: $(BUILD)/compiler/main.o $(call objs,$(BUILD))
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# ---- sanitizer build: the same sources, ASan + UBSan ----------------------------------
+SAN      := $(BUILD)/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+$(SAN)/%.o: %.c | $(PARSER) $(LEXER)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -O1 $(SANFLAGS) -c $< -o $@
+$(SAN)/gen/%.o: $(GEN)/%.c | $(PARSER) $(LEXER)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -O1 $(SANFLAGS) -Wno-sign-compare -Wno-unused-function -c $< -o $@
+$(SAN)/bpc: $(SAN)/compiler/main.o $(call objs,$(SAN))
+	$(CC) $(CFLAGS) $(SANFLAGS) $^ -o $@ $(LDLIBS)
+
+# ---- unit tests: tests/unit/test_*.c, each one cmocka program -------------------------
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+UNIT_SAN := $(patsubst tests/unit/%.c,$(SAN)/tests/%,$(UNIT_SRC))
+$(BUILD)/tests/%: tests/unit/%.c $(call objs,$(BUILD))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $^ -o $@ $(LDLIBS) $(CMOCKA_LIBS)
+$(SAN)/tests/%: tests/unit/%.c $(call objs,$(SAN))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -O1 $(SANFLAGS) -Itests/unit $^ -o $@ $(LDLIBS) $(CMOCKA_LIBS)
+
+# ---- the PyTorch oracle's dumper: one training step, every tensor before and after ----
+$(BUILD)/oracle_dump: tests/oracle/dump.c $(call objs,$(BUILD))
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# ---- fuzzing: libFuzzer on the .bp front end (clang) ----------------------------------
+FUZZ_SRC := $(filter compiler/%,$(LIB_SRC)) $(GEN)/parser.c $(GEN)/lexer.c
+$(BUILD)/fuzz_frontend: compiler/fuzz_frontend.c $(FUZZ_SRC) | $(PARSER) $(LEXER)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) $^ -o $@ -lm
+fuzz: $(BUILD)/fuzz_frontend
+	@mkdir -p $(BUILD)/fuzz-corpus && cp models/*.bp tests/golden/*.bp $(BUILD)/fuzz-corpus/ 2>/dev/null; \
+	$(BUILD)/fuzz_frontend -max_total_time=$${FUZZ_SECONDS:-60} $(BUILD)/fuzz-corpus
+
+# ---- the two set-up commands ------------------------------------------------------------
+DATA ?= $(or $(BPC_DATA),$(HOME)/.cache/bpc/data)
+demo: $(BUILD)/bpc
+	$(BUILD)/bpc data fetch mnist --data $(DATA)
+	$(BUILD)/bpc train models/mnist_conv.bp --data $(DATA) --target cpu --epochs 3
+
+test: $(BUILD)/bpc $(SAN)/bpc $(UNIT) $(UNIT_SAN) $(BUILD)/fuzz_frontend $(BUILD)/oracle_dump
+	BUILD=$(BUILD) DATA=$(DATA) sh tests/run.sh
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all demo test fuzz clean
+.SUFFIXES:
+.SECONDARY:
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

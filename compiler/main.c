@@ -1,0 +1,255 @@
+/* main.c: the bpc command line.
+ *
+ *   bpc MODEL.bp -o net.cu|net.c [--target cuda|c] [--rule brainprop|ebp] [--batch N]
+ *   bpc check MODEL.bp
+ *   bpc ptx MODEL.bp -o net.ptx [--arch compute_90] [--rule R] [--batch N]
+ *   bpc train MODEL.bp [--data DIR] [--target cpu|cuda|auto] [--epochs N] [--seed S]
+ *             [--lr X] [--rule R] [--limit N] [--test-limit N] [--metrics FILE]
+ *   bpc data fetch|verify mnist [--data DIR]
+ *
+ * Exit status: 0 success; 1 an error in the user's input (the .bp file, the command
+ * line, a model that does not fit its data); 2 an I/O, target or internal error.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "data.h"
+#include "frontend.h"
+#include "nvrtc.h"
+#include "plan.h"
+#include "report.h"
+#include "train.h"
+
+#define BPC_VERSION "0.1.0"
+
+static const char *usage =
+    "usage: bpc MODEL.bp -o OUT.cu|OUT.c [--target cuda|c] [--rule brainprop|ebp] [--batch N]\n"
+    "       bpc check MODEL.bp\n"
+    "       bpc ptx MODEL.bp -o OUT.ptx [--arch compute_90] [--rule R] [--batch N]\n"
+    "       bpc train MODEL.bp [--data DIR] [--target cpu|cuda|auto] [--epochs N] [--seed S]\n"
+    "                 [--lr X] [--rule brainprop|ebp] [--limit N] [--test-limit N] [--metrics FILE]\n"
+    "       bpc data fetch|verify mnist [--data DIR]\n"
+    "       bpc --version | --help\n"
+    "exit status: 0 ok, 1 error in the input, 2 I/O or internal error\n";
+
+typedef struct {
+    const char *model, *out, *target, *rule, *data, *arch, *metrics;
+    long batch, epochs, limit, test_limit;
+    int has_seed;
+    unsigned long long seed;
+    double lr;
+    const char *pos[4];
+    int npos;
+} args;
+
+static int bad_usage(const char *fmt, const char *what) {
+    fprintf(stderr, "bpc: error: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\n%s", usage);
+    return 1;
+}
+
+static int parse_num(const char *flag, const char *s, double lo, double hi, double *v) {
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (errno || end == s || *end || !(d >= lo && d <= hi)) {
+        fprintf(stderr, "bpc: error: %s takes a number from %g to %g, not '%s'\n", flag, lo, hi, s);
+        return -1;
+    }
+    *v = d;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, int start, args *a) {
+    for (int i = start; i < argc; i++) {
+        const char *s = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double d;
+#define TAKE(flag) (!strcmp(s, flag) && (v ? 1 : (bad_usage("%s needs a value", flag), -1000)))
+        int t;
+        if ((t = TAKE("-o")) > 0) a->out = argv[++i];
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--target")) > 0) a->target = argv[++i];
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--rule")) > 0) a->rule = argv[++i];
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--data")) > 0) a->data = argv[++i];
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--arch")) > 0) a->arch = argv[++i];
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--metrics")) > 0) a->metrics = argv[++i];
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--batch")) > 0) { if (parse_num(s, argv[++i], 1, 1 << 20, &d)) return -1; a->batch = (long)d; }
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--epochs")) > 0) { if (parse_num(s, argv[++i], 1, 1e6, &d)) return -1; a->epochs = (long)d; }
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--limit")) > 0) { if (parse_num(s, argv[++i], 1, 1e9, &d)) return -1; a->limit = (long)d; }
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--test-limit")) > 0) { if (parse_num(s, argv[++i], 1, 1e9, &d)) return -1; a->test_limit = (long)d; }
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--lr")) > 0) { if (parse_num(s, argv[++i], 1e-30, 1e6, &d)) return -1; a->lr = d; }
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--seed")) > 0) {
+            char *end;
+            errno = 0;
+            a->seed = strtoull(argv[++i], &end, 10);
+            if (errno || *end || argv[i][0] == '-' || !argv[i][0]) return bad_usage("--seed takes an unsigned integer, not '%s'", argv[i]);
+            a->has_seed = 1;
+        } else if (t < 0) return -1;
+        else if (s[0] == '-' && s[1]) return bad_usage("unknown option '%s'", s), -1;
+        else if (a->npos < 4) a->pos[a->npos++] = s;
+        else return bad_usage("too many arguments at '%s'", s), -1;
+#undef TAKE
+    }
+    return 0;
+}
+
+/* Parses and checks the model; 0 with *ir set, or the exit status. */
+static int load_model(const char *path, bp_ir **ir) {
+    int nerr = 0, io = 0;
+    *ir = bp_frontend_file(path, stderr, &nerr, &io);
+    if (*ir) return 0;
+    if (nerr) fprintf(stderr, "%d error%s\n", nerr, nerr == 1 ? "" : "s");
+    return io ? 2 : 1;
+}
+
+static int rule_of(const args *a, const bp_ir *ir, bp_rule *r) {
+    *r = ir->layers[ir->n - 1].rule;
+    if (!a->rule) return 0;
+    if (!strcmp(a->rule, "brainprop")) *r = BP_RULE_BRAINPROP;
+    else if (!strcmp(a->rule, "ebp")) *r = BP_RULE_EBP;
+    else return bad_usage("--rule is brainprop or ebp, not '%s'", a->rule);
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+/* Writes `len` bytes to path via a temp file and rename, so a failed write never
+ * leaves a truncated output behind. */
+static int write_atomic(const char *path, const char *buf, size_t len) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) { fprintf(stderr, "bpc: error: %s: %s\n", tmp, strerror(errno)); return 2; }
+    int bad = fwrite(buf, 1, len, f) != len;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path)) {
+        fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(errno));
+        remove(tmp);
+        return 2;
+    }
+    return 0;
+}
+
+static int cmd_emit(args *a, int ptx) {
+    if (a->npos != 1) return bad_usage("%s", "expected one MODEL.bp");
+    if (!a->out) return bad_usage("%s", "missing -o OUT");
+    const char *target = a->target ? a->target : ends_with(a->out, ".c") ? "c" : "cuda";
+    if (ptx) target = "cuda";
+    if (strcmp(target, "c") && strcmp(target, "cuda"))
+        return bad_usage("--target for emitting is c or cuda, not '%s'", target);
+    bp_ir *ir;
+    int rc = load_model(a->pos[0], &ir);
+    if (rc) return rc;
+    bp_rule rule;
+    if ((rc = rule_of(a, ir, &rule))) { bp_ir_free(ir); return rc; }
+    bp_plan *p = bp_plan_build(ir, rule, (int)a->batch);
+    char *src = NULL;
+    size_t len = 0;
+    FILE *f = p ? open_memstream(&src, &len) : NULL;
+    if (!f || bp_emit(f, p, target) || fclose(f)) {
+        fprintf(stderr, "bpc: error: out of memory\n");
+        bp_plan_free(p); bp_ir_free(ir); free(src);
+        return 2;
+    }
+    if (!ptx) {
+        rc = write_atomic(a->out, src, len);
+    } else {
+        char *code = NULL, *log = NULL;
+        size_t n = 0;
+        bp_err e = {{0}};
+        if (bp_nvrtc_compile(src, ir->name, a->arch ? a->arch : "compute_90", &code, &n, &log, &e)) {
+            fprintf(stderr, "bpc: error: %s\n", e.msg);
+            if (log && *log) fprintf(stderr, "%s\n", log);
+            rc = 2;
+        } else {
+            rc = write_atomic(a->out, code, n);
+        }
+        free(code);
+        free(log);
+    }
+    free(src);
+    bp_plan_free(p);
+    bp_ir_free(ir);
+    return rc;
+}
+
+static int cmd_check(args *a) {
+    if (a->npos != 1) return bad_usage("%s", "check takes one MODEL.bp");
+    bp_ir *ir;
+    int rc = load_model(a->pos[0], &ir);
+    if (rc) return rc;
+    bp_print_check(stdout, ir);
+    bp_ir_free(ir);
+    return 0;
+}
+
+static int cmd_train(args *a) {
+    if (a->npos != 1) return bad_usage("%s", "train takes one MODEL.bp");
+    bp_ir *ir;
+    int rc = load_model(a->pos[0], &ir);
+    if (rc) return rc;
+    bp_train_opts o = {.data_dir = a->data, .epochs = (int)a->epochs, .has_seed = a->has_seed,
+                       .seed = a->seed, .lr = (float)a->lr, .limit = a->limit,
+                       .test_limit = a->test_limit, .metrics = a->metrics, .log = stdout};
+    if ((rc = rule_of(a, ir, &o.rule))) { bp_ir_free(ir); return rc; }
+    const char *t = a->target ? a->target : "auto";
+    if (!strcmp(t, "cpu") || !strcmp(t, "c")) o.target = BP_TARGET_CPU;
+    else if (!strcmp(t, "cuda")) o.target = BP_TARGET_CUDA;
+    else if (!strcmp(t, "auto")) o.target = bp_cuda_available() ? BP_TARGET_CUDA : BP_TARGET_CPU;
+    else { bp_ir_free(ir); return bad_usage("--target is cpu, cuda or auto, not '%s'", t); }
+    bp_train_result res;
+    bp_err e = {{0}};
+    rc = bp_train(ir, &o, &res, &e);
+    if (rc) fprintf(stderr, "%s%s\n", strstr(e.msg, ": error: ") ? "" : "bpc: error: ", e.msg);
+    bp_ir_free(ir);
+    return rc;
+}
+
+static int cmd_data(args *a) {
+    if (a->npos != 2) return bad_usage("%s", "data takes an action (fetch, verify) and a data set name");
+    const char *act = a->pos[0], *name = a->pos[1];
+    if (strcmp(name, "mnist"))
+        return bad_usage("this version fetches and verifies only 'mnist', not '%s'", name);
+    char root[4096], dir[4200];
+    bp_data_root(a->data, root, sizeof root);
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    bp_err e = {{0}};
+    int rc;
+    if (!strcmp(act, "fetch")) rc = bp_fetch_mnist(dir, &e);
+    else if (!strcmp(act, "verify")) rc = bp_verify_mnist(dir, &e);
+    else return bad_usage("unknown data action '%s' (fetch, verify)", act);
+    if (rc) { fprintf(stderr, "bpc: error: %s\n", e.msg); return 2; }
+    printf("%s: %s ok in %s\n", name, act, dir);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { fputs(usage, stderr); return 1; }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) { fputs(usage, stdout); return 0; }
+    if (!strcmp(cmd, "--version")) { printf("bpc %s\n", BPC_VERSION); return 0; }
+    args a = {0};
+    int sub = !strcmp(cmd, "check") || !strcmp(cmd, "train") || !strcmp(cmd, "data") || !strcmp(cmd, "ptx");
+    if (parse_args(argc, argv, sub ? 2 : 1, &a)) return 1;
+    if (!strcmp(cmd, "check")) return cmd_check(&a);
+    if (!strcmp(cmd, "train")) return cmd_train(&a);
+    if (!strcmp(cmd, "data")) return cmd_data(&a);
+    if (!strcmp(cmd, "ptx")) return cmd_emit(&a, 1);
+    return cmd_emit(&a, 0);
+}

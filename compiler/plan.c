@@ -1,0 +1,614 @@
+/* plan.c: lowering the IR to kernels and step programs (the heart of the compiler).
+ *
+ * For each layer this file writes the forward pass (train and eval variants) and the
+ * backward pass of a training step. Bodies are C expressions over the index i that
+ * compile unchanged as C and as CUDA (see templates/bp_kernel.h); GEMMs become
+ * bp_gemm descriptors. Every shape and offset is a constant in the text.
+ *
+ * The learning rules (Pozzi, Bohte & Roelfsema, NeurIPS 2020):
+ *  BrainProp: action a = argmax Q with probability 1-eps, else a draw from softmax(Q)
+ *    (max-Boltzmann); reward r = [a == label]; RPE delta = r - Q_a. Only unit a sends
+ *    feedback: dL/dQ_k = -delta/nb for k == a, 0 otherwise. That is exactly the
+ *    gradient of L = (1/nb) sum_b 1/2 (r_b - Q_{b,a_b})^2 with the actions held fixed;
+ *    the feedback then travels down the transposed forward weights and is gated by
+ *    each unit's activation derivative (the three-factor rule).
+ *  EBP: softmax + categorical cross-entropy, dL/dQ = (softmax(Q) - onehot)/nb.
+ * The SGD step is folded into the weight GEMM: W <- (1 - 2 lr l2) W - lr * fb^T x.
+ * The input feedback dX is always computed before W changes.
+ */
+#include "plan.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    bp_plan *p;
+    int oom;
+} cg;
+
+static void *xrealloc(cg *c, void *ptr, size_t n) {
+    void *q = realloc(ptr, n);
+    if (!q) c->oom = 1;
+    return q;
+}
+
+static long alloc_f(cg *c, long n) { long o = c->p->arena_floats; c->p->arena_floats += n; return o; }
+static long alloc_i(cg *c, long n) { long o = c->p->arena_ints; c->p->arena_ints += n; return o; }
+
+/* Adds a kernel and returns its index. The body is printf-formatted. */
+static int kernel(cg *c, long count, int per_sample, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int kernel(cg *c, long count, int per_sample, const char *name, const char *fmt, ...) {
+    bp_plan *p = c->p;
+    bp_kernel *k = xrealloc(c, p->kernels, sizeof *k * (p->nkernels + 1));
+    if (!k) return -1;
+    p->kernels = k;
+    k = &p->kernels[p->nkernels];
+    memset(k, 0, sizeof *k);
+    snprintf(k->name, sizeof k->name, "bp_k%d_%s", p->nkernels, name);
+    k->count = count;
+    k->per_sample = per_sample;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&k->body, fmt, ap) < 0) { k->body = NULL; c->oom = 1; va_end(ap); return -1; }
+    va_end(ap);
+    return p->nkernels++;
+}
+
+static bp_op *push(cg *c, bp_prog *g, bp_op_kind kind, const char *what) {
+    if (g->n == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 32;
+        bp_op *o = xrealloc(c, g->ops, sizeof *o * cap);
+        if (!o) return NULL;
+        g->ops = o;
+        g->cap = cap;
+    }
+    bp_op *o = &g->ops[g->n++];
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    snprintf(o->what, sizeof o->what, "%s", what);
+    return o;
+}
+
+static void run(cg *c, bp_prog *g, int k, const char *what) {
+    bp_op *o = push(c, g, BP_OP_KERNEL, what);
+    if (o) o->kernel = k;
+}
+
+static void gemm(cg *c, bp_prog *g, bp_gemm d, const char *what) {
+    if (d.batch < 1) d.batch = 1;
+    bp_op *o = push(c, g, BP_OP_GEMM, what);
+    if (o) o->g = d;
+}
+
+/* Appends a named entry to a tensor list (parameters/state, or buffers). */
+static bp_tensor *named(cg *c, bp_tensor **list, int *n, int layer, const char *suffix, long off,
+                        long size) {
+    bp_tensor *t = xrealloc(c, *list, sizeof *t * (*n + 1));
+    if (!t) return NULL;
+    *list = t;
+    t = &t[(*n)++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "L%d.%s", layer, suffix);
+    t->layer = layer;
+    t->off = off;
+    t->size = size;
+    t->ndim = 1;
+    t->dims[0] = size;
+    return t;
+}
+
+static void buffer(cg *c, int layer, const char *suffix, long off, long size) {
+    named(c, &c->p->buffers, &c->p->nbuffers, layer, suffix, off, size);
+}
+
+static bp_tensor *tensor(cg *c, int layer, const char *suffix, long size, bp_init init, float std,
+                         int trainable) {
+    bp_plan *p = c->p;
+    bp_tensor *t = named(c, &p->tensors, &p->ntensors, layer, suffix, alloc_f(c, size), size);
+    if (!t) return NULL;
+    t->init = init;
+    t->std = std;
+    t->trainable = trainable;
+    return t;
+}
+
+/* Per-layer buffers of one step. */
+typedef struct {
+    long act;    /* A: [B, S] output activations */
+    long fb;     /* A: [B, S] feedback dL/d(act) (-1 when never needed) */
+    long S;      /* per-sample size */
+} lbuf;
+
+/* The weight GEMMs of a linear map y[M, F] = x[M, Kd] W^T, with M = rows*nb. */
+static void linear_fwd(cg *c, bp_prog *g, long x, long w, long y, long rows, long F, long Kd,
+                       const char *what) {
+    gemm(c, g, (bp_gemm){.trans_b = 1, .m = rows, .m_nb = 1, .n = F, .k = Kd, .alpha = 1,
+                         .a = x, .lda = Kd, .b = w, .ldb = Kd, .c = y, .ldc = F}, what);
+}
+/* dx[M, Kd] = fb[M, F] W[F, Kd] */
+static void linear_dx(cg *c, bp_prog *g, long fb, long w, long dx, long rows, long F, long Kd,
+                      const char *what) {
+    gemm(c, g, (bp_gemm){.m = rows, .m_nb = 1, .n = Kd, .k = F, .alpha = 1,
+                         .a = fb, .lda = F, .b = w, .ldb = Kd, .c = dx, .ldc = Kd}, what);
+}
+/* W[F, Kd] <- (1 - 2 lr l2) W - lr fb^T[F, M] x[M, Kd] */
+static void linear_update(cg *c, bp_prog *g, long fb, long x, long w, long rows, long F, long Kd,
+                          float l2, const char *what) {
+    gemm(c, g, (bp_gemm){.trans_a = 1, .m = F, .n = Kd, .k = rows, .k_nb = 1, .alpha = -1,
+                         .alpha_lr = 1, .beta = 1, .beta_l2 = l2, .a = fb, .lda = F, .b = x,
+                         .ldb = Kd, .c = w, .ldc = Kd}, what);
+}
+
+static void relu_fwd(cg *c, int l, long act, long S, bp_prog *tr, bp_prog *ev, const char *what) {
+    int k = kernel(c, S, 1, "relu", "bp_real v = A[%ldL + i]; A[%ldL + i] = v > BP_C(0.0) ? v : BP_C(0.0);",
+                   act, act);
+    run(c, tr, k, what);
+    run(c, ev, k, what);
+}
+
+/* The ReLU's derivative gates the feedback: relu'(z) = [y > 0]. */
+static void relu_gate(cg *c, long act, long fb, long S, bp_prog *tr, const char *what) {
+    int k = kernel(c, S, 1, "relu_gate", "if (!(A[%ldL + i] > BP_C(0.0))) A[%ldL + i] = BP_C(0.0);", act, fb);
+    run(c, tr, k, what);
+}
+
+/* im2col for conv and loccon: cols[b, p, q], p = oh*Wo+ow, q = (kh*K + kw)*Cin + c,
+ * zero where the window overhangs the (TF 'same') padding. One iteration fills one
+ * kernel row (fixed b, p, kh): K*Cin values, contiguous in both arrays. */
+static int im2col(cg *c, const bp_layer *L, long in, long cols) {
+    long P = (long)L->out.h * L->out.w, K = L->ksize, Cin = L->in.c, KKC = K * K * Cin;
+    return kernel(c, P * K, 1, "im2col",
+        "long b = i / %ldL, r = i %% %ldL, p = r / %ldL;\n"
+        "    int kh = (int)(r %% %ldL), oh = (int)(p / %d), ow = (int)(p %% %d);\n"
+        "    int ih = oh * %d - %d + kh;\n"
+        "    bp_real *dst = A + %ldL + (b * %ldL + p) * %ldL + kh * %ldL;\n"
+        "    const bp_real *src = A + %ldL + b * %ldL + (long)ih * %ldL;\n"
+        "    for (int kw = 0; kw < %ld; kw++) {\n"
+        "        int iw = ow * %d - %d + kw;\n"
+        "        int inside = ih >= 0 && ih < %d && iw >= 0 && iw < %d;\n"
+        "        for (int ch = 0; ch < %ld; ch++)\n"
+        "            dst[kw * %ld + ch] = inside ? src[(long)iw * %ld + ch] : BP_C(0.0);\n"
+        "    }",
+        P * K, P * K, K, K, L->out.w, L->out.w, L->stride, L->pad_top, cols, P, KKC, K * Cin,
+        in, bp_shape_size(L->in), (long)L->in.w * Cin, K, L->stride, L->pad_left, L->in.h,
+        L->in.w, Cin, Cin, Cin);
+}
+
+/* col2im: the input feedback gathers every column entry that read that pixel. A gather
+ * (not a scatter) so no two iterations write the same place. One iteration is one
+ * pixel (b, ih, iw), all Cin channels. */
+static int col2im(cg *c, const bp_layer *L, long dcols, long dx) {
+    long P = (long)L->out.h * L->out.w, K = L->ksize, Cin = L->in.c, KKC = K * K * Cin;
+    long HW = (long)L->in.h * L->in.w;
+    return kernel(c, HW, 1, "col2im",
+        "long b = i / %ldL, r = i %% %ldL;\n"
+        "    int ih = (int)(r / %d), iw = (int)(r %% %d);\n"
+        "    bp_real *dst = A + %ldL + i * %ldL;\n"
+        "    for (int ch = 0; ch < %ld; ch++) dst[ch] = BP_C(0.0);\n"
+        "    for (int kh = 0; kh < %ld; kh++) {\n"
+        "        int th = ih + %d - kh;\n"
+        "        if (th < 0 || th %% %d) continue;\n"
+        "        int oh = th / %d;\n"
+        "        if (oh >= %d) continue;\n"
+        "        for (int kw = 0; kw < %ld; kw++) {\n"
+        "            int tw = iw + %d - kw;\n"
+        "            if (tw < 0 || tw %% %d) continue;\n"
+        "            int ow = tw / %d;\n"
+        "            if (ow >= %d) continue;\n"
+        "            const bp_real *src = A + %ldL + (b * %ldL + (long)oh * %d + ow) * %ldL + (kh * %ld + kw) * %ld;\n"
+        "            for (int ch = 0; ch < %ld; ch++) dst[ch] += src[ch];\n"
+        "        }\n"
+        "    }",
+        HW, HW, L->in.w, L->in.w, dx, Cin, Cin, K, L->pad_top, L->stride, L->stride,
+        L->out.h, K, L->pad_left, L->stride, L->stride, L->out.w, dcols, P, L->out.w, KKC, K,
+        Cin, Cin);
+}
+
+/* conv (tied weights) and loccon (untied: one weight matrix per output position). */
+static void lower_conv(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
+                       bp_prog *ev, int need_dx, float std, float l2, bp_prog *bw) {
+    int loc = L->kind == BP_LOCCON;
+    long P = (long)L->out.h * L->out.w, F = L->units, KKC = (long)L->ksize * L->ksize * L->in.c;
+    long B = c->p->batch;
+    bp_tensor *w = tensor(c, l, "weight", (loc ? P : 1) * F * KKC, BP_INIT_NORMAL, std, 1);
+    if (!w) return;
+    if (loc) { w->ndim = 5; w->dims[0] = P; w->dims[1] = F; w->dims[2] = L->ksize; w->dims[3] = L->ksize; w->dims[4] = L->in.c; }
+    else { w->ndim = 4; w->dims[0] = F; w->dims[1] = L->ksize; w->dims[2] = L->ksize; w->dims[3] = L->in.c; }
+    long W = w->off;
+    long cols = alloc_f(c, B * P * KKC);
+    char what[64];
+    snprintf(what, sizeof what, "%s@%d:%d im2col", bp_layer_kind_name(L->kind), L->loc.line, L->loc.col);
+    int k = im2col(c, L, in->act, cols);
+    run(c, tr, k, what);
+    run(c, ev, k, what);
+    snprintf(what, sizeof what, "%s@%d:%d forward", bp_layer_kind_name(L->kind), L->loc.line, L->loc.col);
+    for (int pass = 0; pass < 2; pass++) {
+        bp_prog *g = pass ? ev : tr;
+        if (!loc) linear_fwd(c, g, cols, W, out->act, P, F, KKC, what);
+        else /* y[b, p, :] = cols[b, p, :] W_p^T for every p: P GEMMs of nb rows */
+            gemm(c, g, (bp_gemm){.trans_b = 1, .m = 1, .m_nb = 1, .n = F, .k = KKC, .alpha = 1,
+                 .a = cols, .lda = P * KKC, .b = W, .ldb = KKC, .c = out->act, .ldc = P * F,
+                 .batch = (int)P, .stride_a = KKC, .stride_b = F * KKC, .stride_c = F}, what);
+    }
+    if (L->relu) relu_fwd(c, l, out->act, out->S, tr, ev, what);
+
+    /* backward, into bw (emitted in reverse layer order by the caller) */
+    snprintf(what, sizeof what, "%s@%d:%d backward", bp_layer_kind_name(L->kind), L->loc.line, L->loc.col);
+    if (L->relu) relu_gate(c, out->act, out->fb, out->S, bw, what);
+    long dcols = -1;
+    if (need_dx) {
+        dcols = alloc_f(c, B * P * KKC);
+        if (!loc) linear_dx(c, bw, out->fb, W, dcols, P, F, KKC, what);
+        else gemm(c, bw, (bp_gemm){.m = 1, .m_nb = 1, .n = KKC, .k = F, .alpha = 1,
+                  .a = out->fb, .lda = P * F, .b = W, .ldb = KKC, .c = dcols, .ldc = P * KKC,
+                  .batch = (int)P, .stride_a = F, .stride_b = F * KKC, .stride_c = KKC}, what);
+    }
+    if (!loc) linear_update(c, bw, out->fb, cols, W, P, F, KKC, l2, what);
+    else gemm(c, bw, (bp_gemm){.trans_a = 1, .m = F, .n = KKC, .k = 1, .k_nb = 1, .alpha = -1,
+              .alpha_lr = 1, .beta = 1, .beta_l2 = l2, .a = out->fb, .lda = P * F, .b = cols,
+              .ldb = P * KKC, .c = W, .ldc = KKC, .batch = (int)P, .stride_a = F,
+              .stride_b = KKC, .stride_c = F * KKC}, what);
+    if (need_dx) run(c, bw, col2im(c, L, dcols, in->fb), what);
+}
+
+static void lower_dense(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
+                        bp_prog *ev, int need_dx, float std, float l2, bp_prog *bw) {
+    long D = in->S, N = L->units;
+    bp_tensor *w = tensor(c, l, "weight", N * D, BP_INIT_NORMAL, std, 1);
+    if (!w) return;
+    w->ndim = 2; w->dims[0] = N; w->dims[1] = D;
+    char what[64];
+    snprintf(what, sizeof what, "%s@%d:%d forward", bp_layer_kind_name(L->kind), L->loc.line, L->loc.col);
+    linear_fwd(c, tr, in->act, w->off, out->act, 1, N, D, what);
+    linear_fwd(c, ev, in->act, w->off, out->act, 1, N, D, what);
+    if (L->relu) relu_fwd(c, l, out->act, out->S, tr, ev, what);
+    snprintf(what, sizeof what, "%s@%d:%d backward", bp_layer_kind_name(L->kind), L->loc.line, L->loc.col);
+    if (L->relu) relu_gate(c, out->act, out->fb, out->S, bw, what);
+    if (need_dx) linear_dx(c, bw, out->fb, w->off, in->fb, 1, N, D, what);
+    linear_update(c, bw, out->fb, in->act, w->off, 1, N, D, l2, what);
+}
+
+/* Keras BatchNormalization over the channel axis: batch statistics (biased variance)
+ * in training, moving averages (momentum 0.99) in evaluation, epsilon 1e-3. */
+#define BN_MOMENTUM 0.99
+#define BN_EPS 1e-3
+static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
+                     bp_prog *ev, int need_dx, bp_prog *bw) {
+    long C = L->out.c, S = out->S, HW = S / C, B = c->p->batch;
+    bp_tensor *g = tensor(c, l, "gamma", C, BP_INIT_ONES, 0, 1);
+    bp_tensor *be = tensor(c, l, "beta", C, BP_INIT_ZEROS, 0, 1);
+    bp_tensor *mm = tensor(c, l, "moving_mean", C, BP_INIT_ZEROS, 0, 0);
+    bp_tensor *mv = tensor(c, l, "moving_variance", C, BP_INIT_ONES, 0, 0);
+    if (!g || !be || !mm || !mv) return;
+    long G = g->off, BE = be->off, MM = mm->off, MV = mv->off;
+    long xhat = alloc_f(c, B * S), mean = alloc_f(c, C), inv = alloc_f(c, C);
+    long dg = alloc_f(c, C), db = alloc_f(c, C);
+    char what[64];
+    snprintf(what, sizeof what, "batchnorm@%d:%d forward", L->loc.line, L->loc.col);
+    /* two-pass statistics in double, one channel per iteration */
+    int ks = kernel(c, C, 0, "bn_stats",
+        "long n = (long)d.nb * %ldL;\n"
+        "    double s = 0.0, v = 0.0;\n"
+        "    for (long r = 0; r < n; r++) s += A[%ldL + r * %ldL + i];\n"
+        "    double mu = s / (double)n;\n"
+        "    for (long r = 0; r < n; r++) { double t = A[%ldL + r * %ldL + i] - mu; v += t * t; }\n"
+        "    v /= (double)n;\n"
+        "    A[%ldL + i] = (bp_real)mu;\n"
+        "    A[%ldL + i] = (bp_real)(1.0 / sqrt(v + %.17g));\n"
+        "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * mu);\n"
+        "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * v);",
+        HW, in->act, C, in->act, C, mean, inv, BN_EPS, MM, BN_MOMENTUM, MM, 1 - BN_MOMENTUM,
+        MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM);
+    int kn = kernel(c, S, 1, "bn_norm",
+        "long ch = i %% %ldL;\n"
+        "    bp_real xh = (A[%ldL + i] - A[%ldL + ch]) * A[%ldL + ch];\n"
+        "    A[%ldL + i] = xh;\n"
+        "    A[%ldL + i] = A[%ldL + ch] * xh + A[%ldL + ch];",
+        C, in->act, mean, inv, xhat, out->act, G, BE);
+    int ke = kernel(c, S, 1, "bn_infer",
+        "long ch = i %% %ldL;\n"
+        "    bp_real xh = (A[%ldL + i] - A[%ldL + ch]) / BP_SQRT(A[%ldL + ch] + BP_C(%.9g));\n"
+        "    A[%ldL + i] = A[%ldL + ch] * xh + A[%ldL + ch];",
+        C, in->act, MM, MV, BN_EPS, out->act, G, BE);
+    run(c, tr, ks, what);
+    run(c, tr, kn, what);
+    run(c, ev, ke, what);
+
+    snprintf(what, sizeof what, "batchnorm@%d:%d backward", L->loc.line, L->loc.col);
+    run(c, bw, kernel(c, C, 0, "bn_reduce",
+        "long n = (long)d.nb * %ldL;\n"
+        "    double sg = 0.0, sb = 0.0;\n"
+        "    for (long r = 0; r < n; r++) {\n"
+        "        double dy = A[%ldL + r * %ldL + i];\n"
+        "        sg += dy * A[%ldL + r * %ldL + i];\n"
+        "        sb += dy;\n"
+        "    }\n"
+        "    A[%ldL + i] = (bp_real)sg;\n"
+        "    A[%ldL + i] = (bp_real)sb;",
+        HW, out->fb, C, xhat, C, dg, db), what);
+    if (need_dx)
+        run(c, bw, kernel(c, S, 1, "bn_dx",
+            "long ch = i %% %ldL;\n"
+            "    bp_real n = (bp_real)((long)d.nb * %ldL);\n"
+            "    A[%ldL + i] = A[%ldL + ch] * A[%ldL + ch] *\n"
+            "        (A[%ldL + i] - A[%ldL + ch] / n - A[%ldL + i] * A[%ldL + ch] / n);",
+            C, HW, in->fb, G, inv, out->fb, db, xhat, dg), what);
+    run(c, bw, kernel(c, C, 0, "bn_update",
+        "A[%ldL + i] -= d.lr * A[%ldL + i];\n"
+        "    A[%ldL + i] -= d.lr * A[%ldL + i];",
+        G, dg, BE, db), what);
+}
+
+/* Inverted dropout: keep with probability 1-rate and scale by 1/(1-rate). The draw is
+ * Philox word j of (seed, step, sample b, BP_RNG_DROPOUT + layer), compared as an
+ * integer so both targets keep the same units. */
+static void lower_dropout(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
+                          bp_prog *ev, int need_dx, bp_prog *bw) {
+    long S = out->S, B = c->p->batch;
+    long mask = alloc_f(c, B * S);
+    buffer(c, l, "mask", mask, B * S);
+    double t = floor((double)L->rate * 4294967296.0);
+    if (t > 4294967295.0) t = 4294967295.0;
+    unsigned int thresh = (unsigned int)t;
+    float scale = (float)(1.0 / (1.0 - (double)L->rate));
+    char what[64];
+    snprintf(what, sizeof what, "dropout@%d:%d forward", L->loc.line, L->loc.col);
+    run(c, tr, kernel(c, S, 1, "dropout",
+        "long b = i / %ldL, j = i %% %ldL;\n"
+        "    unsigned int u = bp_rand_u32(d.seed, d.step, (unsigned int)b, %uu, (unsigned int)j);\n"
+        "    bp_real m = u >= %uu ? BP_C(%.9g) : BP_C(0.0);\n"
+        "    A[%ldL + i] = m;\n"
+        "    A[%ldL + i] = A[%ldL + i] * m;",
+        S, S, (unsigned)(16u + (unsigned)l), thresh, scale, mask, out->act, in->act), what);
+    run(c, ev, kernel(c, S, 1, "copy", "A[%ldL + i] = A[%ldL + i];", out->act, in->act), what);
+    snprintf(what, sizeof what, "dropout@%d:%d backward", L->loc.line, L->loc.col);
+    if (need_dx)
+        run(c, bw, kernel(c, S, 1, "dropout_back", "A[%ldL + i] = A[%ldL + i] * A[%ldL + i];",
+                          in->fb, out->fb, mask), what);
+}
+
+/* Max pooling (TF padding rules); the argmax index (ih*W+iw) goes to the int arena and
+ * the backward pass routes each output's feedback to it. Ties keep the first maximum. */
+static void lower_maxpool(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
+                          bp_prog *ev, int need_dx, bp_prog *bw) {
+    long S = out->S, B = c->p->batch, C = L->out.c;
+    long arg = alloc_i(c, B * S);
+    char what[64];
+    snprintf(what, sizeof what, "maxpool@%d:%d forward", L->loc.line, L->loc.col);
+    int k = kernel(c, S, 1, "maxpool",
+        "long b = i / %ldL, r = i %% %ldL;\n"
+        "    int oh = (int)(r / %ldL), ow = (int)((r / %ldL) %% %d), ch = (int)(r %% %ldL);\n"
+        "    bp_real m = BP_NEG_INF; int best = -1;\n"
+        "    for (int kh = 0; kh < %d; kh++) {\n"
+        "        int ih = oh * %d - %d + kh;\n"
+        "        if (ih < 0 || ih >= %d) continue;\n"
+        "        for (int kw = 0; kw < %d; kw++) {\n"
+        "            int iw = ow * %d - %d + kw;\n"
+        "            if (iw < 0 || iw >= %d) continue;\n"
+        "            bp_real v = A[%ldL + b * %ldL + ((long)ih * %d + iw) * %ldL + ch];\n"
+        "            if (best < 0 || v > m) { m = v; best = ih * %d + iw; }\n"
+        "        }\n"
+        "    }\n"
+        "    A[%ldL + i] = m;\n"
+        "    I[%ldL + i] = best;",
+        S, S, (long)L->out.w * C, C, L->out.w, C, L->ksize, L->stride, L->pad_top, L->in.h,
+        L->ksize, L->stride, L->pad_left, L->in.w, in->act, in->S, L->in.w, C, L->in.w,
+        out->act, arg);
+    run(c, tr, k, what);
+    run(c, ev, k, what);
+    if (!need_dx) return;
+    snprintf(what, sizeof what, "maxpool@%d:%d backward", L->loc.line, L->loc.col);
+    run(c, bw, kernel(c, in->S, 1, "maxpool_back",
+        "long b = i / %ldL, r = i %% %ldL;\n"
+        "    int ih = (int)(r / %ldL), iw = (int)((r / %ldL) %% %d), ch = (int)(r %% %ldL);\n"
+        "    int me = ih * %d + iw;\n"
+        "    bp_real s = BP_C(0.0);\n"
+        "    for (int kh = 0; kh < %d; kh++) {\n"
+        "        int th = ih + %d - kh;\n"
+        "        if (th < 0 || th %% %d) continue;\n"
+        "        int oh = th / %d;\n"
+        "        if (oh >= %d) continue;\n"
+        "        for (int kw = 0; kw < %d; kw++) {\n"
+        "            int tw = iw + %d - kw;\n"
+        "            if (tw < 0 || tw %% %d) continue;\n"
+        "            int ow = tw / %d;\n"
+        "            if (ow >= %d) continue;\n"
+        "            long o = b * %ldL + ((long)oh * %d + ow) * %ldL + ch;\n"
+        "            if (I[%ldL + o] == me) s += A[%ldL + o];\n"
+        "        }\n"
+        "    }\n"
+        "    A[%ldL + i] = s;",
+        in->S, in->S, (long)L->in.w * C, C, L->in.w, C, L->in.w, L->ksize, L->pad_top,
+        L->stride, L->stride, L->out.h, L->ksize, L->pad_left, L->stride, L->stride,
+        L->out.w, S, L->out.w, C, arg, out->fb, in->fb), what);
+}
+
+/* The output layer: Q = x W^T, then the rule's action selection, reward, RPE and the
+ * feedback dL/dQ, and the epoch statistics. */
+static void lower_output(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
+                         bp_prog *ev, int need_dx, float std, float l2, bp_prog *bw) {
+    bp_plan *p = c->p;
+    long K = L->units, B = p->batch;
+    lower_dense(c, l, L, in, out, tr, ev, need_dx, std, l2, bw);
+    p->q = out->act;
+    long loss = alloc_f(c, B), reward = alloc_f(c, B), correct = alloc_f(c, B);
+    p->rpe = alloc_f(c, B);
+    char what[64];
+    snprintf(what, sizeof what, "output@%d:%d %s", L->loc.line, L->loc.col,
+             L->rule == BP_RULE_BRAINPROP ? "action, reward, RPE" : "softmax, cross-entropy");
+    const char *greedy =
+        "const bp_real *q = A + %ldL + i * %ldL;\n"
+        "    int g = 0;\n"
+        "    for (int k = 1; k < %ld; k++) if (q[k] > q[g]) g = k;\n"
+        "    int y = I[%ldL + i];\n"
+        "    I[%ldL + i] = g;\n";
+    char *head = NULL;
+    if (asprintf(&head, greedy, out->act, K, K, p->labels, p->preds) < 0) { c->oom = 1; return; }
+    int ksel;
+    if (L->rule == BP_RULE_BRAINPROP) {
+        /* max-Boltzmann: with probability eps (word 0 of the Philox block of
+         * (seed, step, sample, BP_RNG_EXPLORE)) draw from softmax(Q) by inverting its
+         * CDF at word 1; otherwise act greedily. */
+        ksel = kernel(c, 1, 1, "brainprop_select",
+            "%s"
+            "    int a = g;\n"
+            "    if (d.fix_actions) {\n"
+            "        a = I[%ldL + i];\n"
+            "    } else {\n"
+            "        bp_u32x4 u = bp_rand_block(d.seed, d.step, (unsigned int)i, %uu, 0u);\n"
+            "        if (bp_u01(u.v[0]) < BP_C(%.9g)) {\n"
+            "            bp_real z = BP_C(0.0);\n"
+            "            for (int k = 0; k < %ld; k++) z += BP_EXP(q[k] - q[g]);\n"
+            "            bp_real t = bp_u01(u.v[1]) * z, cum = BP_C(0.0);\n"
+            "            a = %ld;\n"
+            "            for (int k = 0; k < %ld; k++) {\n"
+            "                cum += BP_EXP(q[k] - q[g]);\n"
+            "                if (t < cum) { a = k; break; }\n"
+            "            }\n"
+            "        }\n"
+            "    }\n"
+            "    bp_real r = a == y ? BP_C(1.0) : BP_C(0.0);\n"
+            "    bp_real delta = r - q[a];\n"
+            "    I[%ldL + i] = a;\n"
+            "    A[%ldL + i] = delta;\n"
+            "    for (int k = 0; k < %ld; k++) A[%ldL + i * %ldL + k] = BP_C(0.0);\n"
+            "    A[%ldL + i * %ldL + a] = -delta / (bp_real)d.nb;\n"
+            "    A[%ldL + i] = BP_C(0.5) * delta * delta;\n"
+            "    A[%ldL + i] = r;\n"
+            "    A[%ldL + i] = g == y ? BP_C(1.0) : BP_C(0.0);",
+            head, p->actions, 2u, L->epsilon, K, K - 1, K, p->actions, p->rpe, K, out->fb, K, out->fb,
+            K, loss, reward, correct);
+    } else {
+        ksel = kernel(c, 1, 1, "ebp_softmax",
+            "%s"
+            "    bp_real z = BP_C(0.0);\n"
+            "    for (int k = 0; k < %ld; k++) z += BP_EXP(q[k] - q[g]);\n"
+            "    for (int k = 0; k < %ld; k++)\n"
+            "        A[%ldL + i * %ldL + k] = (BP_EXP(q[k] - q[g]) / z - (k == y ? BP_C(1.0) : BP_C(0.0))) / (bp_real)d.nb;\n"
+            "    I[%ldL + i] = g;\n"
+            "    A[%ldL + i] = BP_LOG(z) - (q[y] - q[g]);\n"
+            "    A[%ldL + i] = g == y ? BP_C(1.0) : BP_C(0.0);\n"
+            "    A[%ldL + i] = g == y ? BP_C(1.0) : BP_C(0.0);",
+            head, K, K, out->fb, K, p->actions, loss, reward, correct);
+    }
+    /* sums over the batch in a fixed order, so the result does not depend on threads */
+    int kstat = kernel(c, 1, 0, "train_stats",
+        "bp_real sl = BP_C(0.0), sr = BP_C(0.0), sc = BP_C(0.0);\n"
+        "    for (int b = 0; b < d.nb; b++) { sl += A[%ldL + b]; sr += A[%ldL + b]; sc += A[%ldL + b]; }\n"
+        "    A[%ldL] += sl; A[%ldL] += sr; A[%ldL] += sc; A[%ldL] += (bp_real)d.nb;",
+        loss, reward, correct, p->stats + BP_STAT_LOSS, p->stats + BP_STAT_REWARD,
+        p->stats + BP_STAT_CORRECT, p->stats + BP_STAT_SEEN);
+    int kev = kernel(c, 1, 1, "eval_select",
+        "%s    A[%ldL + i] = g == y ? BP_C(1.0) : BP_C(0.0);", head, correct);
+    int kevs = kernel(c, 1, 0, "eval_stats",
+        "bp_real sc = BP_C(0.0);\n"
+        "    for (int b = 0; b < d.nb; b++) sc += A[%ldL + b];\n"
+        "    A[%ldL] += sc; A[%ldL] += (bp_real)d.nb;",
+        correct, p->stats + BP_STAT_EVAL_CORRECT, p->stats + BP_STAT_EVAL_SEEN);
+    free(head);
+    run(c, tr, ksel, what);
+    run(c, tr, kstat, what);
+    snprintf(what, sizeof what, "output@%d:%d greedy action, accuracy", L->loc.line, L->loc.col);
+    run(c, ev, kev, what);
+    run(c, ev, kevs, what);
+}
+
+static void append(cg *c, bp_prog *dst, const bp_prog *src) {
+    for (int i = 0; i < src->n; i++) {
+        bp_op *o = push(c, dst, src->ops[i].kind, src->ops[i].what);
+        if (!o) return;
+        *o = src->ops[i];
+    }
+}
+
+bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch) {
+    bp_plan *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    cg c = {.p = p};
+    p->ir = ir;
+    p->rule = rule;
+    p->batch = batch > 0 ? batch : ir->train.batch;
+    long B = p->batch;
+    const bp_layer *out = &ir->layers[ir->n - 1];
+    p->classes = out->units;
+    p->x_bytes = bp_shape_size(ir->layers[0].out);
+    p->labels = alloc_i(&c, B);
+    p->actions = alloc_i(&c, B);
+    p->preds = alloc_i(&c, B);
+    p->stats = alloc_f(&c, BP_NSTATS);
+
+    lbuf *buf = calloc(ir->n, sizeof *buf);
+    bp_prog *bw = calloc(ir->n, sizeof *bw); /* backward ops per layer */
+    if (!buf || !bw) { free(buf); free(bw); bp_plan_free(p); return NULL; }
+    int first_trainable = ir->n;
+    for (int l = 1; l < ir->n; l++) {
+        bp_layer_kind k = ir->layers[l].kind;
+        if (k == BP_DENSE || k == BP_CONV || k == BP_LOCCON || k == BP_BATCHNORM || k == BP_OUTPUT) {
+            first_trainable = l;
+            break;
+        }
+    }
+    for (int l = 0; l < ir->n; l++) {
+        buf[l].S = bp_shape_size(ir->layers[l].out);
+        buf[l].act = alloc_f(&c, B * buf[l].S);
+        buf[l].fb = l >= first_trainable ? alloc_f(&c, B * buf[l].S) : -1;
+        buffer(&c, l, "act", buf[l].act, B * buf[l].S);
+        if (buf[l].fb >= 0) buffer(&c, l, "fb", buf[l].fb, B * buf[l].S);
+    }
+    /* input: uint8 pixels / 255 */
+    char what[64];
+    snprintf(what, sizeof what, "input@%d:%d pixels/255", ir->layers[0].loc.line, ir->layers[0].loc.col);
+    int kin = kernel(&c, buf[0].S, 1, "input", "A[%ldL + i] = (bp_real)X[i] * (BP_C(1.0) / BP_C(255.0));", buf[0].act);
+    run(&c, &p->train, kin, what);
+    run(&c, &p->eval, kin, what);
+
+    float std = ir->train.init_std, l2 = ir->train.l2;
+    for (int l = 1; l < ir->n && !c.oom; l++) {
+        bp_layer L = ir->layers[l];
+        if (L.kind == BP_OUTPUT) L.rule = rule;
+        int need_dx = l - 1 >= first_trainable;
+        lbuf *in = &buf[l - 1], *o = &buf[l];
+        switch (L.kind) {
+        case BP_DENSE: lower_dense(&c, l, &L, in, o, &p->train, &p->eval, need_dx, std, l2, &bw[l]); break;
+        case BP_CONV:
+        case BP_LOCCON: lower_conv(&c, l, &L, in, o, &p->train, &p->eval, need_dx, std, l2, &bw[l]); break;
+        case BP_BATCHNORM: lower_bn(&c, l, &L, in, o, &p->train, &p->eval, need_dx, &bw[l]); break;
+        case BP_DROPOUT: lower_dropout(&c, l, &L, in, o, &p->train, &p->eval, need_dx, &bw[l]); break;
+        case BP_MAXPOOL: lower_maxpool(&c, l, &L, in, o, &p->train, &p->eval, need_dx, &bw[l]); break;
+        case BP_OUTPUT: lower_output(&c, l, &L, in, o, &p->train, &p->eval, need_dx, std, l2, &bw[l]); break;
+        case BP_INPUT: break;
+        }
+    }
+    /* the train-mode forward pass alone, for gradient checks */
+    append(&c, &p->forward, &p->train);
+    /* the backward pass: the feedback travels from the output down */
+    for (int l = ir->n - 1; l >= 1 && !c.oom; l--) append(&c, &p->train, &bw[l]);
+    for (int l = 0; l < ir->n; l++) free(bw[l].ops);
+    free(bw);
+    free(buf);
+    if (c.oom) { bp_plan_free(p); return NULL; }
+    return p;
+}
+
+void bp_plan_free(bp_plan *p) {
+    if (!p) return;
+    for (int i = 0; i < p->nkernels; i++) free(p->kernels[i].body);
+    free(p->kernels);
+    free(p->train.ops);
+    free(p->forward.ops);
+    free(p->eval.ops);
+    free(p->tensors);
+    free(p->buffers);
+    free(p);
+}
+
+const bp_tensor *bp_plan_tensor(const bp_plan *p, const char *name) {
+    for (int i = 0; i < p->ntensors; i++)
+        if (!strcmp(p->tensors[i].name, name)) return &p->tensors[i];
+    for (int i = 0; i < p->nbuffers; i++)
+        if (!strcmp(p->buffers[i].name, name)) return &p->buffers[i];
+    return NULL;
+}

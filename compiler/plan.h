@@ -1,0 +1,126 @@
+/* plan.h: the step plan, one format for both targets.
+ *
+ * The code generator turns the IR into (1) kernels, each a loop body specialised with
+ * constant shapes and offsets, and (2) programs: ordered lists of operations, each
+ * either a kernel launch or a GEMM descriptor. The runtime executes a program on the
+ * CPU (kernels from the JIT-compiled C, GEMMs through CBLAS) or on CUDA (kernels from
+ * NVRTC, GEMMs through cuBLAS). A GEMM is described once, row-major, and each backend
+ * maps it to its library, so a transpose or leading-dimension mistake shows up on the
+ * CPU where tests can see it.
+ *
+ * All tensors live in two arenas with offsets fixed at compile time:
+ *   float arena A: parameters, batch-norm state, activations, feedback, statistics;
+ *   int arena I: labels, actions, greedy predictions, pooling argmax.
+ */
+#ifndef BPC_PLAN_H
+#define BPC_PLAN_H
+
+#include <stdio.h>
+#include "ir.h"
+
+/* C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C, all row-major in the float arena.
+ * With batch > 1: `batch` such GEMMs, operand i at offset + i*stride.
+ * m_nb / k_nb: that dimension is multiplied by the live batch size nb at run time.
+ * alpha_lr: alpha is multiplied by the learning rate (the SGD update folded into the
+ * GEMM: W <- W - lr * dW). beta_l2: beta becomes beta - 2*lr*beta_l2 (L2 weight decay,
+ * the gradient of l2 * sum(w^2)). */
+typedef struct {
+    int trans_a, trans_b;
+    long m, n, k;
+    int m_nb, k_nb;
+    float alpha, beta;
+    int alpha_lr;
+    float beta_l2;
+    long a, b, c;
+    long lda, ldb, ldc;
+    int batch;
+    long stride_a, stride_b, stride_c;
+} bp_gemm;
+
+/* A generated kernel: body over index i, run for count (x nb if per_sample) values. */
+typedef struct {
+    char name[48];
+    long count;
+    int per_sample;
+    char *body;
+} bp_kernel;
+
+typedef enum { BP_OP_KERNEL, BP_OP_GEMM } bp_op_kind;
+
+typedef struct {
+    bp_op_kind kind;
+    int kernel;        /* BP_OP_KERNEL: index into bp_plan.kernels */
+    bp_gemm g;         /* BP_OP_GEMM */
+    char what[64];     /* for listings: "conv@3:3 forward", ... */
+} bp_op;
+
+typedef struct { bp_op *ops; int n, cap; } bp_prog;
+
+typedef enum { BP_INIT_NORMAL, BP_INIT_ZEROS, BP_INIT_ONES } bp_init;
+
+/* A named tensor in the float arena that outlives a step: a parameter or state.
+ * Names and layouts follow the layer index: "L3.weight" [F, K, K, Cin] (OHWI) for
+ * conv, [P, F, K, K, Cin] for loccon, [out, in] for dense/output; "L2.gamma",
+ * "L2.beta", "L2.moving_mean", "L2.moving_variance" for batch norm. */
+typedef struct {
+    char name[48];
+    int layer;
+    long off, size;
+    int ndim;
+    long dims[5];
+    bp_init init;
+    float std;         /* BP_INIT_NORMAL */
+    int trainable;
+} bp_tensor;
+
+/* Statistics accumulated by the programs in A[stats + BP_STAT_*]; the runtime zeroes
+ * them at the start of an epoch (train) or an evaluation (eval) and reads them after. */
+enum {
+    BP_STAT_LOSS = 0,    /* sum of per-sample losses (BrainProp: 1/2 RPE^2; EBP: cross-entropy) */
+    BP_STAT_REWARD,      /* sum of rewards (BrainProp) or of correct actions (EBP) */
+    BP_STAT_CORRECT,     /* sum of greedy-correct samples (argmax Q == label) */
+    BP_STAT_SEEN,        /* samples seen */
+    BP_STAT_EVAL_CORRECT,
+    BP_STAT_EVAL_SEEN,
+    BP_NSTATS
+};
+
+typedef struct {
+    bp_ir *ir;             /* borrowed */
+    bp_rule rule;
+    int batch;             /* compile-time maximum batch size B */
+    int classes;
+    long x_bytes;          /* input bytes per sample (H*W*C) */
+    long arena_floats, arena_ints;
+    long labels;           /* I: [B] labels, written by the runtime */
+    long actions;          /* I: [B] chosen actions */
+    long preds;            /* I: [B] greedy predictions argmax Q */
+    long q;                /* A: [B, classes] Q-values of the output layer */
+    long rpe;              /* A: [B] reward-prediction error (BrainProp) */
+    long stats;            /* A: [BP_NSTATS] */
+    bp_kernel *kernels; int nkernels;
+    bp_prog train;         /* one SGD step: forward (training mode), rule, backward, update */
+    bp_prog eval;          /* forward in evaluation mode, greedy action, accuracy */
+    bp_prog forward;       /* train's forward part and loss only (no update): for checks */
+    bp_tensor *tensors; int ntensors;
+    /* Per-step buffers worth inspecting (tests, debugging): "L3.act" [B, S] layer
+     * outputs, "L3.fb" [B, S] their feedback, "L5.mask" [B, S] dropout masks (0 or
+     * 1/(1-rate)). Same struct as tensors; init is unused. */
+    bp_tensor *buffers; int nbuffers;
+} bp_plan;
+
+/* Lowers the IR to a plan for the given rule and batch size (ir->train.batch when
+ * batch <= 0). Returns NULL only on out-of-memory. */
+bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch);
+void bp_plan_free(bp_plan *p);
+
+/* Emits the complete source for a target: "c" (kernels as OpenMP loops, exported C
+ * functions), "c64" (the same in double precision, for gradient checks) or "cuda"
+ * (extern "C" __global__ kernels for NVRTC). The plan itself is
+ * written as a commented listing at the end. Returns 0, or -1 on a write error. */
+int bp_emit(FILE *out, const bp_plan *p, const char *target);
+
+/* Finds a tensor (parameter or state) or, failing that, a buffer by name, or NULL. */
+const bp_tensor *bp_plan_tensor(const bp_plan *p, const char *name);
+
+#endif

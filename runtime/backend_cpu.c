@@ -1,0 +1,117 @@
+/* backend_cpu.c: the CPU target. Kernels come from the JIT-compiled emitted C (one
+ * exported function each), GEMMs go to CBLAS (OpenBLAS), arenas are host memory.
+ * The same code serves the double-precision variant (CPU64) used by gradient tests. */
+#include <cblas.h>
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include "exec.h"
+#include "jit_c.h"
+
+typedef void (*bp_kfn)(void *, int *, const unsigned char *, const bp_dyn *);
+
+typedef struct {
+    void *so;
+    bp_kfn *fn;        /* one per plan kernel */
+    void *A;           /* float or double arena */
+    int *ints;
+    unsigned char *X;
+} cpu;
+
+/* The plan's GEMMs are row-major, exactly CBLAS's CblasRowMajor convention. */
+#define GEMM_BODY(call)                                                                  \
+    long m = g->m * (g->m_nb ? nb : 1), k = g->k * (g->k_nb ? nb : 1);                   \
+    alpha = g->alpha * (g->alpha_lr ? lr : 1);                                           \
+    beta = g->beta - 2 * lr * g->beta_l2;                                                \
+    for (int i = 0; i < (g->batch > 1 ? g->batch : 1); i++)                              \
+        call(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,                      \
+             g->trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)g->n, (int)k, alpha,   \
+             arena + g->a + i * g->stride_a, (int)g->lda, arena + g->b + i * g->stride_b, \
+             (int)g->ldb, beta, arena + g->c + i * g->stride_c, (int)g->ldc);
+
+void bp_gemm_cpu(const bp_gemm *g, float *arena, int nb, float lr) {
+    float alpha, beta;
+    GEMM_BODY(cblas_sgemm)
+}
+
+void bp_gemm_cpu64(const bp_gemm *g, double *arena, int nb, double lr) {
+    double alpha, beta;
+    GEMM_BODY(cblas_dgemm)
+}
+
+static void cpu_close(bp_exec *x) {
+    cpu *c = x->impl;
+    if (!c) return;
+    if (c->so) dlclose(c->so);
+    free(c->fn);
+    free(c->A);
+    free(c->ints);
+    free(c->X);
+    free(c);
+    x->impl = NULL;
+}
+
+static int cpu_open(bp_exec *x, const char *source, bp_err *e) {
+    const bp_plan *p = x->plan;
+    cpu *c = calloc(1, sizeof *c);
+    if (!c) return bp_fail(e, "out of memory");
+    x->impl = c;
+    c->fn = calloc((size_t)p->nkernels + 1, sizeof *c->fn);
+    c->A = calloc((size_t)p->arena_floats + 1, (size_t)x->real_size);
+    c->ints = calloc((size_t)p->arena_ints + 1, sizeof *c->ints);
+    c->X = calloc((size_t)(p->batch * p->x_bytes) + 1, 1);
+    if (!c->fn || !c->A || !c->ints || !c->X) {
+        cpu_close(x);
+        return bp_fail(e, "out of memory: the model needs %.1f MiB of arenas",
+                       (p->arena_floats * (double)x->real_size + p->arena_ints * 4.0) / 1048576.0);
+    }
+    c->so = bp_jit_c(source, e);
+    if (!c->so) { cpu_close(x); return -1; }
+    for (int i = 0; i < p->nkernels; i++) {
+        c->fn[i] = (bp_kfn)dlsym(c->so, p->kernels[i].name);
+        if (!c->fn[i]) {
+            cpu_close(x);
+            return bp_fail(e, "internal error: kernel %s missing from the compiled model", p->kernels[i].name);
+        }
+    }
+    return 0;
+}
+
+static void *arena_ptr(bp_exec *x, bp_arena a, long off, size_t *elem) {
+    cpu *c = x->impl;
+    switch (a) {
+    case BP_ARENA_F: *elem = (size_t)x->real_size; return (char *)c->A + (size_t)off * *elem;
+    case BP_ARENA_I: *elem = sizeof(int); return c->ints + off;
+    case BP_ARENA_X: break;
+    }
+    *elem = 1;
+    return c->X + off;
+}
+
+static int cpu_put(bp_exec *x, bp_arena a, long off, const void *src, long n, bp_err *e) {
+    size_t el;
+    void *dst = arena_ptr(x, a, off, &el);
+    memcpy(dst, src, (size_t)n * el);
+    return 0;
+}
+
+static int cpu_get(bp_exec *x, bp_arena a, long off, void *dst, long n, bp_err *e) {
+    size_t el;
+    const void *src = arena_ptr(x, a, off, &el);
+    memcpy(dst, src, (size_t)n * el);
+    return 0;
+}
+
+static int cpu_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
+    cpu *c = x->impl;
+    for (int i = 0; i < g->n; i++) {
+        const bp_op *o = &g->ops[i];
+        if (o->kind == BP_OP_KERNEL) c->fn[o->kernel](c->A, c->ints, c->X, d);
+        else if (x->real_size == 8) bp_gemm_cpu64(&o->g, c->A, d->nb, d->lr);
+        else bp_gemm_cpu(&o->g, c->A, d->nb, d->lr);
+    }
+    return 0;
+}
+
+const bp_backend bp_backend_cpu = {"cpu", cpu_open, cpu_put, cpu_get, cpu_run, cpu_close};
+const bp_backend bp_backend_cpu64 = {"cpu64", cpu_open, cpu_put, cpu_get, cpu_run, cpu_close};

@@ -1,0 +1,352 @@
+/* backend_cuda.c: the CUDA target. Kernels come from the emitted CUDA compiled by
+ * NVRTC for the GPU's own architecture, GEMMs go to cuBLAS, arenas live in device
+ * memory, and every operation of a program runs in order on one stream.
+ *
+ * Choices, and why:
+ *  - libcuda, NVRTC and cuBLAS are opened at run time (cuda_api.c), so a bpc without a
+ *    GPU builds and runs, and says "CUDA target unavailable: <reason>" here.
+ *  - A cubin for exactly sm_XY when NVRTC knows that architecture (no driver JIT, and
+ *    it loads on a driver older than NVRTC); otherwise PTX for the newest architecture
+ *    NVRTC knows below the GPU's, which the driver JIT-compiles. Never the darknet
+ *    "invalid device function".
+ *  - The primary context, and one non-blocking stream that cuBLAS shares: nothing
+ *    synchronises with the legacy default stream, so a whole step can be captured.
+ *  - cuBLAS in CUBLAS_DEFAULT_MATH: no TF32, so results match the CPU to ~1e-5.
+ *  - Row-major plan GEMMs become column-major calls through bp_gemm_map (gemm_map.c),
+ *    which the CPU tests check.
+ *  - run() does not wait for the GPU; put/get synchronise the stream, so an error of
+ *    an earlier kernel shows up there. BPC_CUDA_SYNC=1 waits after every operation and
+ *    names the operation that failed.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cuda_api.h"
+#include "exec.h"
+#include "gemm_map.h"
+#include "jit_cuda.h"
+
+#ifdef BPC_HAVE_CUDA
+
+/* Threads per block: must not exceed __launch_bounds__ in templates/kernel_cu.in. */
+enum { BLOCK = 256 };
+
+typedef struct {
+    int ctx_held;
+    CUdevice dev;
+    CUcontext ctx;
+    CUstream stream;
+    CUmodule mod;
+    CUfunction *fn;             /* one per plan kernel */
+    CUdeviceptr A, I, X;
+    long nA, nI, nX;            /* arena sizes in elements (floats, ints, bytes) */
+    cublasHandle_t blas;
+    int sms;                    /* streaming multiprocessors, for the grid size */
+    int sync_each;              /* BPC_CUDA_SYNC */
+    char gpu[128], arch[24];
+    char about[256];            /* bp_cuda_describe */
+} cuda;
+
+static int unavailable(bp_err *e, const char *why) {
+    char w[900];
+    snprintf(w, sizeof w, "%.899s", why);
+    return bp_fail(e, "CUDA target unavailable: %s; use --target cpu", w);
+}
+
+/* Loads a cubin or PTX image; the driver's JIT error log goes into the message. */
+static int load_module(cuda *s, const char *image, bp_err *e) {
+    char elog[4096] = "";
+    CUjit_option opt[2] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+    void *val[2] = {elog, (void *)(uintptr_t)sizeof elog};
+    CUresult r = bp_cu.cuModuleLoadDataEx(&s->mod, image, 2, opt, val);
+    if (r == CUDA_SUCCESS) return 0;
+    s->mod = NULL;
+    bp_cu_check(r, "cuModuleLoadDataEx", __FILE__, __LINE__, e);
+    char m[sizeof e->msg];
+    if (r == CUDA_ERROR_UNSUPPORTED_PTX_VERSION) {
+        int dv = 0;
+        bp_cu.cuDriverGetVersion(&dv);
+        snprintf(m, sizeof m, "%.700s; the driver (CUDA %d.%d) is older than NVRTC: update the driver or "
+                 "put an older libnvrtc first on LD_LIBRARY_PATH", e->msg, dv / 1000, dv % 1000 / 10);
+        return bp_fail(e, "%s", m);
+    }
+    if (elog[0]) {
+        snprintf(m, sizeof m, "%.700s: %.300s", e->msg, elog);
+        return bp_fail(e, "%s", m);
+    }
+    return -1;
+}
+
+/* Compiles the source for this GPU and loads it (see the head of the file). */
+static int build_module(cuda *s, const bp_plan *p, const char *source, int cc, bp_err *e) {
+    int archs[64];
+    int na = bp_nvrtc_archs(archs, 64, e);
+    if (na < 0) return unavailable(e, e->msg);
+    int exact = 0, below = 0;
+    for (int i = 0; i < na; i++) {
+        if (archs[i] == cc) exact = 1;
+        if (archs[i] <= cc) below = archs[i];
+    }
+    if (!below) {
+        char w[256];
+        snprintf(w, sizeof w, "the GPU %s (sm_%d) is older than every architecture this NVRTC supports "
+                 "(from sm_%d)", s->gpu, cc, na > 0 ? archs[0] : 0);
+        return unavailable(e, w);
+    }
+    char name[128];
+    snprintf(name, sizeof name, "%s.cu", p->ir && p->ir->name ? p->ir->name : "model");
+    char *img = NULL, *log = NULL;
+    size_t len = 0;
+    bp_err ce;
+    if (exact) {
+        snprintf(s->arch, sizeof s->arch, "sm_%d", cc);
+        if (bp_nvrtc_compile(source, name, s->arch, &img, &len, &log, e)) { free(log); return -1; }
+        free(log);
+        int rc = load_module(s, img, &ce);
+        free(img);
+        if (rc == 0) return 0;
+        /* a cubin the driver refuses (newer ELF than it knows): fall back to PTX */
+    }
+    snprintf(s->arch, sizeof s->arch, "compute_%d", below);
+    if (bp_nvrtc_compile(source, name, s->arch, &img, &len, &log, e)) { free(log); return -1; }
+    free(log);
+    int rc = load_module(s, img, e);
+    free(img);
+    if (rc && exact) {
+        char m[sizeof e->msg];
+        snprintf(m, sizeof m, "%.600s (after the sm_%d cubin failed to load: %.350s)", e->msg, cc, ce.msg);
+        return bp_fail(e, "%s", m);
+    }
+    return rc;
+}
+
+static void cuda_close(bp_exec *x) {
+    cuda *s = x->impl;
+    if (!s) return;
+    if (s->ctx_held) {
+        bp_cu.cuCtxSetCurrent(s->ctx);
+        if (s->stream) bp_cu.cuStreamSynchronize(s->stream);
+        if (s->blas) bp_cublas.cublasDestroy(s->blas);
+        if (s->A) bp_cu.cuMemFree(s->A);
+        if (s->I) bp_cu.cuMemFree(s->I);
+        if (s->X) bp_cu.cuMemFree(s->X);
+        if (s->mod) bp_cu.cuModuleUnload(s->mod);
+        if (s->stream) bp_cu.cuStreamDestroy(s->stream);
+        bp_cu.cuCtxSetCurrent(NULL);
+        bp_cu.cuDevicePrimaryCtxRelease(s->dev);
+    }
+    free(s->fn);
+    free(s);
+    x->impl = NULL;
+}
+
+/* cuMemAlloc refuses 0 bytes: an empty arena gets a small buffer anyway. */
+static int alloc_zeroed(cuda *s, CUdeviceptr *d, size_t bytes, bp_err *e) {
+    if (BP_CU(e, bp_cu.cuMemAlloc(d, bytes ? bytes : 256))) { *d = 0; return -1; }
+    return bytes ? BP_CU(e, bp_cu.cuMemsetD8Async(*d, 0, bytes, s->stream)) : 0;
+}
+
+static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
+    const bp_plan *p = x->plan;
+    cuda *s = calloc(1, sizeof *s);
+    if (!s) return bp_fail(e, "out of memory opening the CUDA target");
+    x->impl = s;
+    bp_err le;
+    if (bp_cuda_load_driver(&le)) { unavailable(e, le.msg); goto fail; }
+    CUresult r = bp_cu.cuInit(0);
+    if (r != CUDA_SUCCESS) {
+        char d[256];
+        bp_cu_describe(r, d, sizeof d);
+        snprintf(le.msg, sizeof le.msg, "cuInit failed: %s", d);
+        unavailable(e, le.msg);
+        goto fail;
+    }
+    int ndev = 0, ord = 0;
+    if (BP_CU(e, bp_cu.cuDeviceGetCount(&ndev))) goto fail;
+    if (ndev < 1) { unavailable(e, "no CUDA device found"); goto fail; }
+    const char *env = getenv("BPC_CUDA_DEVICE");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end || v < 0 || v >= ndev) {
+            bp_fail(e, "BPC_CUDA_DEVICE=%s: not a device number; this machine has %d device%s (0..%d)",
+                    env, ndev, ndev == 1 ? "" : "s", ndev - 1);
+            goto fail;
+        }
+        ord = (int)v;
+    }
+    int major = 0, minor = 0;
+    if (BP_CU(e, bp_cu.cuDeviceGet(&s->dev, ord)) ||
+        BP_CU(e, bp_cu.cuDeviceGetName(s->gpu, sizeof s->gpu, s->dev)) ||
+        BP_CU(e, bp_cu.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, s->dev)) ||
+        BP_CU(e, bp_cu.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, s->dev)) ||
+        BP_CU(e, bp_cu.cuDeviceGetAttribute(&s->sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, s->dev)))
+        goto fail;
+    if (BP_CU(e, bp_cu.cuDevicePrimaryCtxRetain(&s->ctx, s->dev))) goto fail;
+    s->ctx_held = 1;
+    if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx)) ||
+        BP_CU(e, bp_cu.cuStreamCreate(&s->stream, CU_STREAM_NON_BLOCKING)))
+        goto fail;
+    const char *sy = getenv("BPC_CUDA_SYNC");
+    s->sync_each = sy && *sy && strcmp(sy, "0");
+
+    if (build_module(s, p, source, major * 10 + minor, e)) goto fail;
+    if (p->nkernels > 0 && !(s->fn = calloc((size_t)p->nkernels, sizeof *s->fn))) {
+        bp_fail(e, "out of memory opening the CUDA target");
+        goto fail;
+    }
+    for (int i = 0; i < p->nkernels; i++)
+        if (BP_CU(e, bp_cu.cuModuleGetFunction(&s->fn[i], s->mod, p->kernels[i].name))) goto fail;
+
+    s->nA = p->arena_floats;
+    s->nI = p->arena_ints;
+    s->nX = (long)p->batch * p->x_bytes;
+    if (alloc_zeroed(s, &s->A, (size_t)s->nA * sizeof(float), e) ||
+        alloc_zeroed(s, &s->I, (size_t)s->nI * sizeof(int), e) ||
+        alloc_zeroed(s, &s->X, (size_t)s->nX, e))
+        goto fail;
+
+    if (bp_cuda_load_cublas(&le)) { unavailable(e, le.msg); goto fail; }
+    if (BP_CUBLAS(e, bp_cublas.cublasCreate(&s->blas))) { s->blas = NULL; goto fail; }
+    if (BP_CUBLAS(e, bp_cublas.cublasSetStream(s->blas, s->stream)) ||
+        BP_CUBLAS(e, bp_cublas.cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH)) ||
+        BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)))
+        goto fail;
+    snprintf(s->about, sizeof s->about, "%.127s (device %d, sm_%d%d, %d SMs), kernels as %s %s", s->gpu,
+             ord, major, minor, s->sms, s->arch, s->arch[0] == 's' ? "cubin" : "PTX (driver JIT)");
+    return 0;
+fail:
+    cuda_close(x);
+    return -1;
+}
+
+/* The arena's base and size in elements and bytes per element; -1 on a bad range. */
+static int arena(cuda *s, bp_arena a, long off, long n, CUdeviceptr *ptr, bp_err *e) {
+    CUdeviceptr base = a == BP_ARENA_F ? s->A : a == BP_ARENA_I ? s->I : s->X;
+    long size = a == BP_ARENA_F ? s->nA : a == BP_ARENA_I ? s->nI : s->nX;
+    size_t el = a == BP_ARENA_X ? 1 : 4;
+    if (off < 0 || n < 0 || off > size || n > size - off)
+        return bp_fail(e, "CUDA copy of %ld elements at %ld is outside the %s arena of %ld", n, off,
+                       a == BP_ARENA_F ? "float" : a == BP_ARENA_I ? "int" : "input", size);
+    *ptr = base + (CUdeviceptr)off * el;
+    return 0;
+}
+
+static int cuda_put(bp_exec *x, bp_arena a, long off, const void *src, long n, bp_err *e) {
+    cuda *s = x->impl;
+    CUdeviceptr d;
+    if (arena(s, a, off, n, &d, e)) return -1;
+    if (n == 0) return 0;
+    size_t bytes = (size_t)n * (a == BP_ARENA_X ? 1 : 4);
+    if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx)) ||
+        BP_CU(e, bp_cu.cuMemcpyHtoDAsync(d, src, bytes, s->stream)) ||
+        BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)))
+        return -1;
+    return 0;
+}
+
+static int cuda_get(bp_exec *x, bp_arena a, long off, void *dst, long n, bp_err *e) {
+    cuda *s = x->impl;
+    CUdeviceptr d;
+    if (arena(s, a, off, n, &d, e)) return -1;
+    if (n == 0) return 0;
+    size_t bytes = (size_t)n * (a == BP_ARENA_X ? 1 : 4);
+    if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx)) ||
+        BP_CU(e, bp_cu.cuMemcpyDtoHAsync(dst, d, bytes, s->stream)) ||
+        BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)))
+        return -1;
+    return 0;
+}
+
+static int launch(cuda *s, const bp_plan *p, int ki, const bp_dyn *d, bp_err *e) {
+    if (ki < 0 || ki >= p->nkernels) return bp_fail(e, "plan refers to kernel %d of %d", ki, p->nkernels);
+    const bp_kernel *k = &p->kernels[ki];
+    long long n = (long long)k->count * (k->per_sample ? d->nb : 1);
+    if (n <= 0) return 0;
+    long long blocks = (n + BLOCK - 1) / BLOCK, cap = (long long)(s->sms > 0 ? s->sms : 1) * 32;
+    unsigned grid = (unsigned)(blocks < cap ? blocks : cap); /* the kernel loops over the rest */
+    bp_dyn dyn = *d;
+    void *args[] = {&s->A, &s->I, &s->X, &dyn};
+    return BP_CU(e, bp_cu.cuLaunchKernel(s->fn[ki], grid, 1, 1, BLOCK, 1, 1, 0, s->stream, args, NULL));
+}
+
+static int gemm(cuda *s, const bp_gemm *g, const bp_dyn *d, bp_err *e) {
+    bp_gemm_cm c;
+    if (bp_gemm_map(g, d->nb, d->lr, s->nA, &c, e)) return -1;
+    if (c.m == 0 || c.n == 0) return 0;
+    const float *A = (const float *)(uintptr_t)(s->A + (CUdeviceptr)c.a * sizeof(float));
+    const float *B = (const float *)(uintptr_t)(s->A + (CUdeviceptr)c.b * sizeof(float));
+    float *C = (float *)(uintptr_t)(s->A + (CUdeviceptr)c.c * sizeof(float));
+    cublasOperation_t ta = c.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = c.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (c.batch == 1)
+        return BP_CUBLAS(e, bp_cublas.cublasSgemm(s->blas, ta, tb, c.m, c.n, c.k, &c.alpha, A, c.lda, B,
+                                                  c.ldb, &c.beta, C, c.ldc));
+    return BP_CUBLAS(e, bp_cublas.cublasSgemmStridedBatched(s->blas, ta, tb, c.m, c.n, c.k, &c.alpha, A,
+                                                            c.lda, c.stride_a, B, c.ldb, c.stride_b,
+                                                            &c.beta, C, c.ldc, c.stride_c, c.batch));
+}
+
+static int cuda_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
+    cuda *s = x->impl;
+    const bp_plan *p = x->plan;
+    if (d->nb < 0 || d->nb > p->batch)
+        return bp_fail(e, "batch of %d samples; the model was compiled for at most %d", d->nb, p->batch);
+    if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx))) return -1;
+    for (int i = 0; i < g->n; i++) {
+        const bp_op *o = &g->ops[i];
+        int rc = o->kind == BP_OP_KERNEL ? launch(s, p, o->kernel, d, e) : gemm(s, &o->g, d, e);
+        if (!rc && s->sync_each) rc = BP_CU(e, bp_cu.cuStreamSynchronize(s->stream));
+        if (rc) {
+            char m[sizeof e->msg];
+            snprintf(m, sizeof m, "operation %d (%.47s %.63s): %.800s", i,
+                     o->kind == BP_OP_KERNEL && o->kernel >= 0 && o->kernel < p->nkernels
+                         ? p->kernels[o->kernel].name : "gemm", o->what, e->msg);
+            return bp_fail(e, "%s", m);
+        }
+    }
+    return 0;
+}
+
+const char *bp_cuda_describe(const bp_exec *x) {
+    const cuda *s = x && x->target == BP_TARGET_CUDA ? x->impl : NULL;
+    return s ? s->about : "";
+}
+
+int bp_cuda_available(void) {
+    static int known = -1;
+    if (known >= 0) return known;
+    bp_err e;
+    int n = 0;
+    known = !bp_cuda_load_driver(&e) && bp_cu.cuInit(0) == CUDA_SUCCESS &&
+            bp_cu.cuDeviceGetCount(&n) == CUDA_SUCCESS && n > 0 && !bp_cuda_load_nvrtc(&e) &&
+            !bp_cuda_load_cublas(&e);
+    return known;
+}
+
+#else /* built without the CUDA headers */
+
+int bp_cuda_available(void) { return 0; }
+const char *bp_cuda_describe(const bp_exec *x) { (void)x; return ""; }
+
+static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
+    (void)x; (void)source;
+    return bp_fail(e, BP_CUDA_NOT_BUILT);
+}
+static int cuda_put(bp_exec *x, bp_arena a, long off, const void *src, long n, bp_err *e) {
+    (void)x; (void)a; (void)off; (void)src; (void)n;
+    return bp_fail(e, BP_CUDA_NOT_BUILT);
+}
+static int cuda_get(bp_exec *x, bp_arena a, long off, void *dst, long n, bp_err *e) {
+    (void)x; (void)a; (void)off; (void)dst; (void)n;
+    return bp_fail(e, BP_CUDA_NOT_BUILT);
+}
+static int cuda_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
+    (void)x; (void)g; (void)d;
+    return bp_fail(e, BP_CUDA_NOT_BUILT);
+}
+static void cuda_close(bp_exec *x) { x->impl = NULL; }
+
+#endif
+
+const bp_backend bp_backend_cuda = {"cuda", cuda_open, cuda_put, cuda_get, cuda_run, cuda_close};

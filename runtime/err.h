@@ -1,0 +1,12 @@
+/* err.h: how runtime functions report failure.
+ * Each fallible function takes a bp_err* and returns 0 on success, -1 on failure with
+ * a one-line message in e->msg that names the file and says what to do. */
+#ifndef BPC_ERR_H
+#define BPC_ERR_H
+
+typedef struct { char msg[1024]; } bp_err;
+
+/* printf into e->msg (when e is non-NULL); always returns -1. */
+int bp_fail(bp_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,78 @@
+/* exec.h: runs a plan's programs on a target.
+ *
+ * A bp_exec owns the compiled kernels and the two arenas of one model instance. The
+ * backends implement the same five operations: open (compile the emitted source and
+ * allocate zeroed arenas), put/get (copy between host memory and an arena), run (one
+ * program: kernel launches and GEMMs in plan order) and close.
+ *   CPU:  the emitted C is compiled by the system C compiler into a shared object,
+ *         cached by hash (runtime/jit_c.c), loaded with dlopen; GEMMs via CBLAS.
+ *   CUDA: the emitted CUDA is compiled by NVRTC; libcuda, NVRTC and cuBLAS are loaded
+ *         with dlopen at run time (runtime/backend_cuda.c), so bpc needs none of them
+ *         to build or to run on the CPU.
+ */
+#ifndef BPC_EXEC_H
+#define BPC_EXEC_H
+
+#include <stdint.h>
+#include "bp_kernel.h"
+#include "err.h"
+#include "plan.h"
+
+/* BP_TARGET_CPU64 is the CPU target in double precision (float arena of doubles,
+ * cblas_dgemm): the tests use it to compare gradients with finite differences. */
+typedef enum { BP_TARGET_CPU, BP_TARGET_CUDA, BP_TARGET_CPU64 } bp_target;
+
+/* The arenas, as seen by put/get: A (bp_real: float, or double on CPU64), I (int),
+ * X (uint8 input batch [B, x_bytes]). */
+typedef enum { BP_ARENA_F, BP_ARENA_I, BP_ARENA_X } bp_arena;
+
+typedef struct bp_exec bp_exec;
+
+typedef struct {
+    const char *name;
+    /* Compile `source` (the bp_emit output for this target) and allocate zeroed arenas. */
+    int (*open)(bp_exec *x, const char *source, bp_err *e);
+    /* Copy n elements (reals, ints or bytes) at element offset off. */
+    int (*put)(bp_exec *x, bp_arena a, long off, const void *src, long n, bp_err *e);
+    int (*get)(bp_exec *x, bp_arena a, long off, void *dst, long n, bp_err *e);
+    /* Run one program with the step's dynamic values. */
+    int (*run)(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e);
+    void (*close)(bp_exec *x);
+} bp_backend;
+
+struct bp_exec {
+    const bp_plan *plan;
+    bp_target target;
+    const bp_backend *be;
+    int real_size;         /* bytes per element of the float arena: 4, or 8 on CPU64 */
+    void *impl;            /* the backend's state */
+};
+
+extern const bp_backend bp_backend_cpu;
+extern const bp_backend bp_backend_cpu64;
+extern const bp_backend bp_backend_cuda;
+
+/* Emits the plan for the target, compiles it and allocates the arenas.
+ * Errors: the target is unavailable (CUDA without a driver or GPU: the message says
+ * why), the C compiler failed (its log is shown), out of memory. */
+int bp_exec_open(bp_exec *x, const bp_plan *p, bp_target t, bp_err *e);
+void bp_exec_close(bp_exec *x);
+
+/* Initialises every tensor of the plan on the host (normal(0, std) by Box-Muller from
+ * Philox keyed by (seed, tensor index, BP_RNG_INIT), ones or zeros) and uploads it.
+ * Both targets therefore start from bit-identical weights. */
+int bp_exec_init_params(bp_exec *x, uint64_t seed, bp_err *e);
+
+/* put/get on the float arena in float, whatever the target's precision. */
+int bp_exec_put_f32(bp_exec *x, long off, const float *src, long n, bp_err *e);
+int bp_exec_get_f32(bp_exec *x, long off, float *dst, long n, bp_err *e);
+
+/* Runs a program (x->plan->train or ->eval). */
+int bp_exec_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e);
+
+/* The row-major GEMM of a plan step on host memory, through CBLAS: what the CPU
+ * backend runs, exposed for tests. `arena` is the float arena base. */
+void bp_gemm_cpu(const bp_gemm *g, float *arena, int nb, float lr);
+void bp_gemm_cpu64(const bp_gemm *g, double *arena, int nb, double lr);
+
+#endif

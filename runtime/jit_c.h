@@ -1,0 +1,20 @@
+/* jit_c.h: compiles emitted C into a shared object and loads it (the CPU JIT). */
+#ifndef BPC_JIT_C_H
+#define BPC_JIT_C_H
+
+#include <stddef.h>
+#include "err.h"
+
+/* The cache folder: $XDG_CACHE_HOME/bpc, else ~/.cache/bpc (created if missing).
+ * Writes into buf; returns buf, or NULL with e set. */
+const char *bp_cache_dir(char *buf, size_t len, bp_err *e);
+
+/* Compiles `source` with $CC (default cc) and the flags below, unless an object with
+ * the same SHA-256 of (source, compiler, flags) is in the cache, and dlopens it.
+ * Flags: -O3 -march=native -fopenmp -shared -fPIC -std=c11 (plus $BPC_CFLAGS).
+ * The object is written to a temp name and renamed, so a killed compile leaves no
+ * half-written cache entry. On a compile error the compiler's output and the path of
+ * the kept source are in the message. Returns the dlopen handle or NULL. */
+void *bp_jit_c(const char *source, bp_err *e);
+
+#endif

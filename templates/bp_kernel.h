@@ -1,0 +1,27 @@
+/* bp_kernel.h: what every generated kernel sees, on both targets.
+ *
+ * A kernel is one loop body over an index i in [0, count) (count times the live batch
+ * size nb for per-sample kernels). The C target wraps the body in an OpenMP loop, the
+ * CUDA target in a grid-stride loop; the body text is the same, so the arithmetic is.
+ * Every kernel takes the same four arguments:
+ *   A  float arena: weights, activations, feedback, batch-norm state, statistics
+ *   I  int arena: labels, actions, greedy predictions, pooling argmax
+ *   X  the batch of input images, uint8 NHWC [nb, H, W, C]
+ *   d  the values that change from step to step (bp_dyn)
+ * Offsets into A and I are compile-time constants written into each body.
+ * This header is also included by the runtime so that host and kernels agree on
+ * bp_dyn's layout.
+ */
+#ifndef BP_KERNEL_H
+#define BP_KERNEL_H
+
+typedef struct {
+    float lr;                 /* SGD learning rate of this epoch */
+    int nb;                   /* live batch size (the last batch may be short) */
+    unsigned int step;        /* global SGD step: Philox counter word */
+    int fix_actions;          /* 1: BrainProp takes the actions already in I (tests,
+                                 oracles); 0: it chooses them (max-Boltzmann) */
+    unsigned long long seed;  /* Philox key */
+} bp_dyn;
+
+#endif

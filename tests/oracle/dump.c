@@ -1,0 +1,257 @@
+/* dump.c (build/oracle_dump): one bpc training step, dumped for the PyTorch oracle.
+ *
+ *   oracle_dump MODEL.bp RULE DATA_ROOT OUTDIR [SEED] [BATCH]
+ *
+ * RULE is brainprop or ebp. Parses the model, builds the plan for BATCH (default 32),
+ * opens the CPU target, initialises the parameters from SEED (default: the model's
+ * seed), feeds the first BATCH MNIST training images in file order, and runs ONE
+ * `train` program with lr 0.1, a nonzero step number and fix_actions = 0, so that
+ * BrainProp draws its own actions (max-Boltzmann) exactly as in training. The actions
+ * it drew and the dropout masks it drew are exported, and tests/oracle/torch_step.py
+ * replays the same step in PyTorch (float64, autograd) with those actions and masks.
+ *
+ * Writes to OUTDIR (created if missing):
+ *   before.safetensors  every plan tensor (parameters and batch-norm state), F32
+ *   after.safetensors   the same after the step, plus every per-step buffer
+ *                       ("Lk.act", "Lk.fb", "Lk.mask", each [nb, H, W, C]), "q"
+ *                       [nb, classes], "rpe" [nb], "stats" [BP_NSTATS], "preds" I32
+ *   batch.safetensors   "x" U8 [nb, H, W, C], "labels" I32 [nb], "actions" I32 [nb],
+ *                       every "Lk.mask" F32 [nb, H, W, C], "loss" F32 scalar
+ *                       (stats[LOSS] / nb: the batch-mean loss)
+ *   model.json          the IR's layer list, the rule, lr (the float32 value), nb,
+ *                       seed and step
+ * Exit status: 0, or 1 with a message on stderr.
+ */
+#include <cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "exec.h"
+#include "frontend.h"
+#include "plan.h"
+#include "safetensors.h"
+#include "train.h"
+
+#define STEP 5u     /* any nonzero step: the Philox counter of masks and choices */
+#define LR 0.1f
+
+static void die(const char *msg) {
+    fprintf(stderr, "oracle_dump: %s\n", msg);
+    exit(1);
+}
+
+/* A growable list of tensors to write, each owning its data. */
+typedef struct {
+    bp_st_tensor *t;
+    int n;
+} tlist;
+
+static void add(tlist *l, const char *name, bp_st_dtype dt, int ndim, const long *shape, void *data) {
+    bp_st_tensor *v = realloc(l->t, sizeof *v * (size_t)(l->n + 1));
+    if (!v) die("out of memory");
+    l->t = v;
+    bp_st_tensor *t = &l->t[l->n++];
+    memset(t, 0, sizeof *t);
+    t->name = strdup(name);
+    if (!t->name) die("out of memory");
+    t->dtype = dt;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->data = data;
+    t->nbytes = (size_t)bp_st_numel(t) * bp_st_dtype_size(dt);
+}
+
+static void tlist_free(tlist *l) {
+    for (int i = 0; i < l->n; i++) {
+        free((void *)l->t[i].name);
+        free((void *)l->t[i].data);
+    }
+    free(l->t);
+    l->t = NULL;
+    l->n = 0;
+}
+
+static float *get_f(bp_exec *x, long off, long n) {
+    bp_err e;
+    float *v = malloc(sizeof *v * (size_t)(n ? n : 1));
+    if (!v) die("out of memory");
+    if (bp_exec_get_f32(x, off, v, n, &e)) die(e.msg);
+    return v;
+}
+
+static int *get_i(bp_exec *x, long off, long n) {
+    bp_err e;
+    int *v = malloc(sizeof *v * (size_t)(n ? n : 1));
+    if (!v) die("out of memory");
+    if (x->be->get(x, BP_ARENA_I, off, v, n, &e)) die(e.msg);
+    return v;
+}
+
+/* Every parameter/state tensor of the plan, in its own shape. */
+static void add_params(tlist *l, bp_exec *x, const bp_plan *p) {
+    for (int i = 0; i < p->ntensors; i++) {
+        const bp_tensor *t = &p->tensors[i];
+        add(l, t->name, BP_ST_F32, t->ndim, t->dims, get_f(x, t->off, t->size));
+    }
+}
+
+/* A per-step buffer of layer k, first nb samples, as [nb, H, W, C]. */
+static void add_buffer(tlist *l, bp_exec *x, const bp_plan *p, const bp_tensor *b, int nb) {
+    bp_shape s = p->ir->layers[b->layer].out;
+    long S = bp_shape_size(s);
+    if (b->size != (long)p->batch * S) die("a buffer's size is not batch x layer size");
+    long shape[4] = {nb, s.h, s.w, s.c};
+    add(l, b->name, BP_ST_F32, 4, shape, get_f(x, b->off, (long)nb * S));
+}
+
+static void write_st(const char *dir, const char *file, tlist *l, const bp_st_meta *m, int nm) {
+    char path[4200];
+    bp_err e;
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    if (bp_st_write(path, l->t, l->n, m, nm, &e)) die(e.msg);
+}
+
+static cJSON *shape_json(bp_shape s) {
+    int v[3] = {s.h, s.w, s.c};
+    cJSON *a = cJSON_CreateIntArray(v, 3);
+    if (!a) die("out of memory");
+    return a;
+}
+
+static void write_model_json(const char *dir, const bp_ir *ir, const char *rule, int nb,
+                             unsigned long long seed) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *layers = root ? cJSON_AddArrayToObject(root, "layers") : NULL;
+    if (!layers) die("out of memory");
+    cJSON_AddStringToObject(root, "model", ir->name);
+    cJSON_AddStringToObject(root, "path", ir->path);
+    cJSON_AddStringToObject(root, "rule", rule);
+    cJSON_AddNumberToObject(root, "lr", (double)LR);   /* exactly the float32 value used */
+    cJSON_AddNumberToObject(root, "nb", nb);
+    cJSON_AddNumberToObject(root, "seed", (double)seed);
+    cJSON_AddNumberToObject(root, "step", STEP);
+    cJSON_AddNumberToObject(root, "l2", (double)ir->train.l2);
+    for (int i = 0; i < ir->n; i++) {
+        const bp_layer *L = &ir->layers[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o) die("out of memory");
+        cJSON_AddItemToArray(layers, o);
+        cJSON_AddNumberToObject(o, "index", i);
+        cJSON_AddStringToObject(o, "kind", bp_layer_kind_name(L->kind));
+        cJSON_AddItemToObject(o, "in", shape_json(L->in));
+        cJSON_AddItemToObject(o, "out", shape_json(L->out));
+        cJSON_AddNumberToObject(o, "units", L->units);
+        cJSON_AddNumberToObject(o, "ksize", L->ksize);
+        cJSON_AddNumberToObject(o, "stride", L->stride);
+        cJSON_AddBoolToObject(o, "pad_same", L->pad_same);
+        cJSON_AddNumberToObject(o, "pad_top", L->pad_top);
+        cJSON_AddNumberToObject(o, "pad_left", L->pad_left);
+        cJSON_AddBoolToObject(o, "relu", L->relu);
+        cJSON_AddNumberToObject(o, "rate", (double)L->rate);
+        cJSON_AddNumberToObject(o, "epsilon", (double)L->epsilon);
+    }
+    char *txt = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!txt) die("out of memory");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) { fprintf(stderr, "oracle_dump: %s: %s\n", path, strerror(errno)); exit(1); }
+    int bad = fputs(txt, f) == EOF || fputc('\n', f) == EOF;
+    if (fclose(f) != 0 || bad) { fprintf(stderr, "oracle_dump: %s: write failed (disk full?)\n", path); exit(1); }
+    free(txt);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5 || argc > 7) {
+        fprintf(stderr, "usage: oracle_dump MODEL.bp brainprop|ebp DATA_ROOT OUTDIR [SEED] [BATCH]\n");
+        return 2;
+    }
+    const char *model = argv[1], *rule_s = argv[2], *root = argv[3], *out = argv[4];
+    bp_rule rule;
+    if (!strcmp(rule_s, "brainprop")) rule = BP_RULE_BRAINPROP;
+    else if (!strcmp(rule_s, "ebp")) rule = BP_RULE_EBP;
+    else die("RULE must be brainprop or ebp");
+    int nerr = 0, ioerr = 0;
+    bp_ir *ir = bp_frontend_file(model, stderr, &nerr, &ioerr);
+    if (!ir) die("the model did not compile");
+    unsigned long long seed = argc > 5 ? strtoull(argv[5], NULL, 10) : (unsigned long long)ir->train.seed;
+    int nb = argc > 6 ? atoi(argv[6]) : 32;
+    if (nb < 1) die("BATCH must be at least 1");
+    if (mkdir(out, 0777) != 0 && errno != EEXIST) die("cannot create OUTDIR");
+
+    bp_err e;
+    bp_dataset ds;
+    if (bp_dataset_load(ir->train.dataset[0] ? ir->train.dataset : "mnist", root, &ds, &e)) die(e.msg);
+    const bp_layer *in = &ir->layers[0];
+    if (ds.train.h != in->out.h || ds.train.w != in->out.w || ds.train.c != in->out.c)
+        die("the model's input shape does not match the data set");
+    if (nb > ds.train.n) die("BATCH exceeds the training set");
+
+    bp_plan *p = bp_plan_build(ir, rule, nb);
+    if (!p) die("out of memory building the plan");
+    bp_exec x;
+    if (bp_exec_open(&x, p, BP_TARGET_CPU, &e)) die(e.msg);
+    if (bp_exec_init_params(&x, seed, &e)) die(e.msg);
+
+    /* the batch: the first nb training images, in file order */
+    long xb = (long)nb * p->x_bytes;
+    unsigned char *xs = malloc((size_t)xb);
+    int *labels = malloc(sizeof *labels * (size_t)nb);
+    if (!xs || !labels) die("out of memory");
+    memcpy(xs, ds.train.x, (size_t)xb);
+    memcpy(labels, ds.train.y, sizeof *labels * (size_t)nb);
+    if (x.be->put(&x, BP_ARENA_X, 0, xs, xb, &e)) die(e.msg);
+    if (x.be->put(&x, BP_ARENA_I, p->labels, labels, nb, &e)) die(e.msg);
+    float zero[BP_NSTATS] = {0};
+    if (bp_exec_put_f32(&x, p->stats, zero, BP_NSTATS, &e)) die(e.msg);
+
+    tlist before = {0}, after = {0}, batch = {0};
+    add_params(&before, &x, p);
+
+    bp_dyn d = {.lr = LR, .nb = nb, .step = STEP, .fix_actions = 0, .seed = seed};
+    if (bp_exec_run(&x, &p->train, &d, &e)) die(e.msg);
+
+    add_params(&after, &x, p);
+    for (int i = 0; i < p->nbuffers; i++) add_buffer(&after, &x, p, &p->buffers[i], nb);
+    long qs[2] = {nb, p->classes}, ns[1] = {nb}, ss[1] = {BP_NSTATS};
+    add(&after, "q", BP_ST_F32, 2, qs, get_f(&x, p->q, (long)nb * p->classes));
+    add(&after, "rpe", BP_ST_F32, 1, ns, get_f(&x, p->rpe, nb));
+    float *stats = get_f(&x, p->stats, BP_NSTATS);
+    add(&after, "stats", BP_ST_F32, 1, ss, stats);
+    add(&after, "preds", BP_ST_I32, 1, ns, get_i(&x, p->preds, nb));
+
+    long xsh[4] = {nb, in->out.h, in->out.w, in->out.c};
+    add(&batch, "x", BP_ST_U8, 4, xsh, xs);
+    add(&batch, "labels", BP_ST_I32, 1, ns, labels);
+    add(&batch, "actions", BP_ST_I32, 1, ns, get_i(&x, p->actions, nb));
+    for (int i = 0; i < p->nbuffers; i++)
+        if (strstr(p->buffers[i].name, ".mask")) add_buffer(&batch, &x, p, &p->buffers[i], nb);
+    float *loss = malloc(sizeof *loss);
+    if (!loss) die("out of memory");
+    *loss = stats[BP_STAT_LOSS] / (float)nb;
+    add(&batch, "loss", BP_ST_F32, 0, NULL, loss);
+
+    char nbs[32], seeds[32], steps[32];
+    snprintf(nbs, sizeof nbs, "%d", nb);
+    snprintf(seeds, sizeof seeds, "%llu", seed);
+    snprintf(steps, sizeof steps, "%u", STEP);
+    bp_st_meta meta[] = {{"producer", "bpc tests/oracle/dump.c"}, {"model", model}, {"rule", rule_s},
+                         {"nb", nbs}, {"seed", seeds}, {"step", steps}, {"lr", "0.1"}};
+    int nm = (int)(sizeof meta / sizeof meta[0]);
+    write_st(out, "before.safetensors", &before, meta, nm);
+    write_st(out, "after.safetensors", &after, meta, nm);
+    write_st(out, "batch.safetensors", &batch, meta, nm);
+    write_model_json(out, ir, rule_s, nb, seed);
+
+    tlist_free(&before);
+    tlist_free(&after);
+    tlist_free(&batch);
+    bp_exec_close(&x);
+    bp_plan_free(p);
+    bp_dataset_free(&ds);
+    bp_ir_free(ir);
+    return 0;
+}
