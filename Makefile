@@ -121,6 +121,10 @@ fuzz: $(BUILD)/fuzz_frontend
 	@mkdir -p $(BUILD)/fuzz-corpus && cp models/*.bp tests/golden/*.bp $(BUILD)/fuzz-corpus/ 2>/dev/null; \
 	$(BUILD)/fuzz_frontend -max_total_time=$${FUZZ_SECONDS:-60} $(BUILD)/fuzz-corpus
 
+# ---- CUDA without a GPU: every model through NVRTC to PTX, ptxas for sm_90 -----------
+cuda-report: $(BUILD)/bpc
+	BPC=$(BUILD)/bpc CUDA_HOME=$(CUDA_HOME) sh tests/cuda_compile.sh
+
 # ---- the two set-up commands ------------------------------------------------------------
 DATA ?= $(or $(BPC_DATA),$(HOME)/.cache/bpc/data)
 demo: $(BUILD)/bpc
@@ -133,7 +137,7 @@ test: $(BUILD)/bpc $(SAN)/bpc $(UNIT) $(UNIT_SAN) $(BUILD)/fuzz_frontend $(BUILD
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all demo test fuzz clean
+.PHONY: all demo test fuzz clean cuda-report
 .SUFFIXES:
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

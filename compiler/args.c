@@ -35,6 +35,7 @@ int bp_read_opts(bp_diag *d, const bp_stmt *s, const bp_arg *a, const char *usag
     bp_span prev = s->loc; /* what stands before p, for a missing ';' */
     for (const bp_arg *q = s->args; q && q != a; q = q->next) prev = q->loc;
     int told[16] = { 0 }; /* a missing option already reported */
+    int unknown = 0;      /* an unknown option word was reported */
     for (const bp_arg *p = a; p; prev = p->loc, p = p->next) {
         if (p->kind != BP_ARG_WORD) {
             rc = -1;
@@ -69,6 +70,13 @@ int bp_read_opts(bp_diag *d, const bp_stmt *s, const bp_arg *a, const char *usag
             if (near) bp_diag_hint(d, "did you mean '%s'?", near);
             else if (n == 0) bp_diag_hint(d, "%s takes no options", s->head);
             else bp_diag_hint(d, "usage: %s", usage);
+            /* A number after it is its value: one mistake, one message. The unknown
+             * word may also be a misspelt required option: no "missing" message. */
+            unknown = 1;
+            if (n > 0 && p->next && p->next->kind == BP_ARG_NUM) {
+                prev = p->loc;
+                p = p->next;
+            }
             continue;
         }
         int dup = seen[i].key != NULL;
@@ -94,7 +102,7 @@ int bp_read_opts(bp_diag *d, const bp_stmt *s, const bp_arg *a, const char *usag
         p = v;
     }
     for (int i = 0; i < n; i++) {
-        if (specs[i].required && !seen[i].key && !(i < 16 && told[i])) {
+        if (specs[i].required && !seen[i].key && !(i < 16 && told[i]) && !unknown) {
             rc = -1;
             bp_diag_error(d, s->loc, "%s is missing '%s'", s->head, specs[i].name);
             bp_diag_hint(d, "usage: %s", usage);

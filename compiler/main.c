@@ -16,7 +16,7 @@
 #include <string.h>
 #include "data.h"
 #include "frontend.h"
-#include "nvrtc.h"
+#include "jit_cuda.h"
 #include "plan.h"
 #include "report.h"
 #include "train.h"

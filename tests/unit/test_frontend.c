@@ -1070,9 +1070,45 @@ static void test_too_many_errors(void **state) {
     result r = run(src);
     int lines = 0;
     for (const char *p = r.diag; (p = strstr(p, ": error: ")); p++) lines++;
-    assert_int_equal(lines, 21);
-    assert_non_null(strstr(r.diag, "t.bp: error: too many errors, stopping now\n"));
+    assert_int_equal(lines, 20);
+    assert_non_null(strstr(r.diag, "\nt.bp: too many errors; stopped after the first 20\n"));
     assert_true(r.nerrors > 20);
+    done(&r);
+
+    /* the same with syntax errors, which stop the parser */
+    memset(src, 0, sizeof src);
+    strcpy(src, "model m {\n");
+    for (int i = 0; i < 40; i++) strcat(src, "  dense 1 @;\n");
+    r = run(src);
+    lines = 0;
+    for (const char *p = r.diag; (p = strstr(p, ": error: ")); p++) lines++;
+    assert_int_equal(lines, 20);
+    assert_non_null(strstr(r.diag, "\nt.bp: too many errors; stopped after the first 20\n"));
+    done(&r);
+}
+
+/* Syntax errors and statement errors come out together, in line order. */
+static void test_errors_in_line_order(void **state) {
+    (void)state;
+    result r = run("model m {\n"
+                   "  input 28 x 28 x 1;\n"
+                   "  dense 500 relux;\n"
+                   "  dense 10 @;\n"
+                   "  dropout 2;\n"
+                   "}\n"
+                   "train { bach 3; }\n");
+    assert_int_equal(r.nerrors, 4);
+    const char *a = strstr(r.diag, "t.bp:3:13: error: unknown option 'relux' for dense\n");
+    const char *b = strstr(r.diag, "t.bp:4:12: error: unexpected character '@'\n");
+    const char *c = strstr(r.diag, "t.bp:5:11: error: dropout rate must be in [0, 1), got 2\n");
+    const char *e = strstr(r.diag, "t.bp:7:9: error: unknown train setting 'bach'\n");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_non_null(e);
+    assert_true(a < b && b < c && c < e);
+    /* no "no output layer": the layer list has a hole where the '@' was */
+    assert_null(strstr(r.diag, "no output"));
     done(&r);
 }
 
@@ -1244,6 +1280,7 @@ int main(void) {
         cmocka_unit_test(test_three_errors),
         cmocka_unit_test(test_syntax_errors_recover),
         cmocka_unit_test(test_too_many_errors),
+        cmocka_unit_test(test_errors_in_line_order),
         cmocka_unit_test(test_file_io),
         cmocka_unit_test(test_hostile_input),
         cmocka_unit_test(test_report),

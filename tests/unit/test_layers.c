@@ -629,5 +629,6 @@ int main(void) {
         cmocka_unit_test(test_dropout_statistics),
         cmocka_unit_test(test_dropout_mask_value),
     };
+    if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER")); /* e.g. "test_conv" */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -306,7 +306,9 @@ static inline int *tu_pattern(tu_net *n, int nb, long *len) {
 
 #define TU_FD_REL 1e-6   /* of max|g| over the tensor; see the head of this file */
 #define TU_FD_ABS 1e-9
-#define TU_FD_H 1e-5     /* relative step */
+#ifndef TU_FD_H
+#define TU_FD_H 1e-5     /* relative step (overridable, to see the kink detector work) */
+#endif
 
 typedef struct {
     int tensors, checked, replaced;
@@ -314,12 +316,16 @@ typedef struct {
     char worst_at[96];
 } tu_gc;
 
+/* A loss for the finite differences: runs `forward` and returns L. NULL: the plan's
+ * own, stats[LOSS] / nb. */
+typedef double (*tu_lossfn)(tu_net *n, const bp_dyn *d);
+
 /* The gradient of every trainable tensor from one train step, checked against central
  * differences of the forward loss at `per_tensor` elements of each (all when fewer).
  * The data (tu_batch) and parameters must be in place; they are the same afterwards
  * (the step's update is undone). `d` must have fix_actions = 1. */
-static inline tu_gc tu_gradcheck(tu_net *n, const bp_dyn *d, int per_tensor, tu_rng *r,
-                                 const char *what) {
+static inline tu_gc tu_gradcheck_with(tu_net *n, const bp_dyn *d, int per_tensor, tu_rng *r,
+                                      const char *what, tu_lossfn lossfn) {
     const bp_plan *p = n->plan;
     tu_gc res;
     memset(&res, 0, sizeof res);
@@ -340,6 +346,7 @@ static inline tu_gc tu_gradcheck(tu_net *n, const bp_dyn *d, int per_tensor, tu_
     /* `forward` must be exactly the forward part of `train`: the same loss, bit for bit */
     double l0 = tu_loss(n, &p->forward, d);
     if (l0 != ltrain) fail_msg("%s: forward loss %.17g != train-step loss %.17g", what, l0, ltrain);
+    if (lossfn) lossfn(n, d);
     long plen = 0;
     int *p0 = tu_pattern(n, d->nb, &plen);
 
@@ -371,11 +378,11 @@ static inline tu_gc tu_gradcheck(tu_net *n, const bp_dyn *d, int per_tensor, tu_
             double h = TU_FD_H * fmax(fabs(th), fmax(rms, 1e-2));
             double tp = th + h, tm = th - h;
             tu_putf(n, t->off + j, &tp, 1);
-            double lp = tu_loss(n, &p->forward, d);
+            double lp = lossfn ? lossfn(n, d) : tu_loss(n, &p->forward, d);
             long len;
             int *pp = tu_pattern(n, d->nb, &len);
             tu_putf(n, t->off + j, &tm, 1);
-            double lm = tu_loss(n, &p->forward, d);
+            double lm = lossfn ? lossfn(n, d) : tu_loss(n, &p->forward, d);
             int *pm = tu_pattern(n, d->nb, &len);
             tu_putf(n, t->off + j, &th, 1);
             int kink = memcmp(pp, p0, sizeof *p0 * (size_t)plen) ||
@@ -412,6 +419,11 @@ static inline tu_gc tu_gradcheck(tu_net *n, const bp_dyn *d, int per_tensor, tu_
     free(snap);
     free(grad);
     return res;
+}
+
+static inline tu_gc tu_gradcheck(tu_net *n, const bp_dyn *d, int per_tensor, tu_rng *r,
+                                 const char *what) {
+    return tu_gradcheck_with(n, d, per_tensor, r, what, NULL);
 }
 
 static inline void tu_gc_print(const char *what, tu_gc g) {
