@@ -121,9 +121,3 @@ void bp_ast_free(bp_ast *ast) {
     bp_block_free(ast->head);
     ast->head = ast->tail = NULL;
 }
-
-int bp_arg_count(const bp_arg *a) {
-    int n = 0;
-    for (; a; a = a->next) n++;
-    return n;
-}

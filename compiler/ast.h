@@ -77,9 +77,6 @@ void bp_stmt_free(bp_stmt *s);
 void bp_block_free(bp_block *b);
 void bp_ast_free(bp_ast *ast);   /* frees the blocks, not `ast` itself */
 
-/* Number of args in a list. */
-int bp_arg_count(const bp_arg *a);
-
 /* malloc/strdup that never return NULL (out of memory: message and exit). */
 void *bp_xmalloc(size_t n);
 char *bp_xstrndup(const char *s, size_t n);

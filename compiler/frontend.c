@@ -48,10 +48,6 @@ bp_ir *bp_frontend_string(const char *name, const char *src, size_t len, FILE *d
         bp_ast_free(&ps.ast);
     }
     bp_diag_flush(&d);
-    if (d.errors && ir) { /* cannot happen: bp_check returns NULL then */
-        bp_ir_free(ir);
-        ir = NULL;
-    }
     if (nerrors) *nerrors = d.errors;
     return ir;
 }

@@ -17,7 +17,6 @@ typedef struct bp_parse {
     int line, col;           /* the next character to read, 1-based */
     bp_span last, prev;      /* the latest token returned, and the one before it */
     char last_text[BP_CLIP]; /* the latest token as written, clipped */
-    int last_invalid;        /* the latest token was an INVALID_CHARACTER */
     int depth;               /* braces open (as the lexer counts them) */
     bp_span open_brace;      /* the '{' that opened the outermost open block */
 } bp_parse;

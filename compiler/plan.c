@@ -115,6 +115,8 @@ static bp_tensor *tensor(cg *c, int layer, const char *suffix, long size, bp_ini
     return t;
 }
 
+static long tensor_off(const bp_tensor *t) { return t ? t->off : 0; }
+
 /* Per-layer buffers of one step. */
 typedef struct {
     long act;    /* A: [B, S] output activations */
@@ -278,12 +280,12 @@ static void lower_dense(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp
 static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
                      bp_prog *ev, int need_dx, bp_prog *bw) {
     long C = L->out.c, S = out->S, HW = S / C, B = c->p->batch;
-    bp_tensor *g = tensor(c, l, "gamma", C, BP_INIT_ONES, 0, 1);
-    bp_tensor *be = tensor(c, l, "beta", C, BP_INIT_ZEROS, 0, 1);
-    bp_tensor *mm = tensor(c, l, "moving_mean", C, BP_INIT_ZEROS, 0, 0);
-    bp_tensor *mv = tensor(c, l, "moving_variance", C, BP_INIT_ONES, 0, 0);
-    if (!g || !be || !mm || !mv) return;
-    long G = g->off, BE = be->off, MM = mm->off, MV = mv->off;
+    /* read each offset at once: the next tensor() may move the list */
+    long G = tensor_off(tensor(c, l, "gamma", C, BP_INIT_ONES, 0, 1));
+    long BE = tensor_off(tensor(c, l, "beta", C, BP_INIT_ZEROS, 0, 1));
+    long MM = tensor_off(tensor(c, l, "moving_mean", C, BP_INIT_ZEROS, 0, 0));
+    long MV = tensor_off(tensor(c, l, "moving_variance", C, BP_INIT_ONES, 0, 0));
+    if (c->oom) return;
     long xhat = alloc_f(c, B * S), mean = alloc_f(c, C), inv = alloc_f(c, C);
     long dg = alloc_f(c, C), db = alloc_f(c, C);
     char what[64];

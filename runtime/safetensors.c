@@ -303,7 +303,8 @@ static int parse_entry(const char *path, const cJSON *o, bp_st_tensor *t, unsign
         return bp_fail(e, "%s: tensor %s: data_offsets [%llu, %llu] run past the data section (%llu bytes); "
                           "the file is truncated or corrupt", path, nm, be[0], be[1], dlen);
     long long want = shape_bytes(t->shape, t->ndim, dtypes[t->dtype].size);
-    if (want < 0 || (unsigned long long)want != be[1] - be[0])
+    if (want < 0) return bp_fail(e, "%s: tensor %s: the shape's size overflows", path, nm);
+    if ((unsigned long long)want != be[1] - be[0])
         return bp_fail(e, "%s: tensor %s: shape and dtype %s need %lld bytes but data_offsets span %llu",
                        path, nm, dtypes[t->dtype].name, want, be[1] - be[0]);
     t->nbytes = (size_t)(be[1] - be[0]);

@@ -106,11 +106,29 @@ static void add_buffer(tlist *l, bp_exec *x, const bp_plan *p, const bp_tensor *
     add(l, b->name, BP_ST_F32, 4, shape, get_f(x, b->off, (long)nb * S));
 }
 
+/* Writes a safetensors file, then reads it back with bp_st_read and checks that every
+ * tensor and metadata entry came back bit-identical: the reader's round trip is thus
+ * exercised on every oracle run. */
 static void write_st(const char *dir, const char *file, tlist *l, const bp_st_meta *m, int nm) {
     char path[4200];
     bp_err e;
     snprintf(path, sizeof path, "%s/%s", dir, file);
     if (bp_st_write(path, l->t, l->n, m, nm, &e)) die(e.msg);
+    bp_st_file f;
+    if (bp_st_read(path, &f, &e)) die(e.msg);
+    if (f.n != l->n || f.nmeta != nm) die("safetensors round trip: wrong number of entries");
+    for (int i = 0; i < l->n; i++) {
+        const bp_st_tensor *a = &l->t[i], *b = &f.tensors[i];
+        int same = !strcmp(a->name, b->name) && a->dtype == b->dtype && a->ndim == b->ndim &&
+                   a->nbytes == b->nbytes && (!a->nbytes || !memcmp(a->data, b->data, a->nbytes));
+        for (int k = 0; same && k < a->ndim; k++) same = a->shape[k] == b->shape[k];
+        if (!same) { fprintf(stderr, "oracle_dump: %s: %s did not read back intact\n", path, a->name); exit(1); }
+    }
+    for (int i = 0; i < nm; i++) {
+        const char *v = bp_st_meta_get(&f, m[i].key);
+        if (!v || strcmp(v, m[i].value)) die("safetensors round trip: metadata differs");
+    }
+    bp_st_free(&f);
 }
 
 static cJSON *shape_json(bp_shape s) {

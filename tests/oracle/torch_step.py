@@ -240,8 +240,9 @@ def main(argv):
     classes = model["layers"][-1]["units"]
     acts = batch["actions"]
     if rule == "brainprop":
+        explored = int((acts != after["q"].argmax(axis=1)).sum())
         rep.line(bool(((acts >= 0) & (acts < classes)).all()), "actions", "actions", 0.0, 0.0,
-                 f"  (rewarded {int((acts == batch['labels']).sum())}/{nb})")
+                 f"  (rewarded {int((acts == batch['labels']).sum())}/{nb}, not greedy {explored}/{nb})")
 
     twin = Twin(model, before)
     q = twin.forward(batch["x"], masks)
