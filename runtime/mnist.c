@@ -1,5 +1,5 @@
 /* mnist.c: loads MNIST-format data sets (MNIST, Fashion-MNIST) into a bp_dataset,
- * frees data sets, and decides where the data folder is.
+ * and decides where the data folder is (bp_data_root).
  *
  * The four IDX files are read with bp_idx_read (raw or .gz, whichever is there, raw
  * first), then checked against each other: image and label counts must agree, images
@@ -14,19 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-void bp_split_free(bp_split *s) {
-    if (!s) return;
-    free(s->x);
-    free(s->y);
-    memset(s, 0, sizeof *s);
-}
-
-void bp_dataset_free(bp_dataset *d) {
-    if (!d) return;
-    bp_split_free(&d->train);
-    bp_split_free(&d->test);
-}
 
 /* What the user can do when files are missing: MNIST can be fetched, Fashion-MNIST
  * comes from a Debian package. */

@@ -99,7 +99,7 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     bp_dataset ds;
     if (bp_dataset_load(cfg->dataset, root, &ds, e)) return 2;
     if (ds.train.h != in->out.h || ds.train.w != in->out.w || ds.train.c != in->out.c) {
-        bp_fail(e, "%s:%d:%d: error: input is %dx%dx%d but %s images are %dx%dx%d", ir->path,
+        bp_fail(e, "%s:%d:%d: error: the input is %dx%dx%d, but %s images are %dx%dx%d", ir->path,
                 in->loc.line, in->loc.col, in->out.h, in->out.w, in->out.c, ds.name, ds.train.h,
                 ds.train.w, ds.train.c);
         bp_dataset_free(&ds);
@@ -107,7 +107,7 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     }
     if (ir->layers[ir->n - 1].units != ds.classes) {
         const bp_layer *out = &ir->layers[ir->n - 1];
-        bp_fail(e, "%s:%d:%d: error: output has %d units but %s has %d classes", ir->path,
+        bp_fail(e, "%s:%d:%d: error: output has %d units, but %s has %d classes", ir->path,
                 out->loc.line, out->loc.col, out->units, ds.name, ds.classes);
         bp_dataset_free(&ds);
         return 1;
