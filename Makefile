@@ -36,7 +36,9 @@ CRYPTO_LIBS := $(shell pkg-config --libs libcrypto 2>/dev/null)
 ARCHIVE_LIBS := $(shell pkg-config --libs libarchive 2>/dev/null)
 CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null)
 CPPFLAGS += $(shell pkg-config --cflags libcjson 2>/dev/null)
-LDLIBS += $(ZLIB_LIBS) $(CRYPTO_LIBS) $(ARCHIVE_LIBS) $(CJSON_LIBS)
+# libjpeg-turbo (Debian libjpeg62-turbo-dev): decodes Tiny ImageNet's JPEGs.
+JPEG_LIBS    := $(shell pkg-config --libs libjpeg 2>/dev/null)
+LDLIBS += $(ZLIB_LIBS) $(CRYPTO_LIBS) $(ARCHIVE_LIBS) $(CJSON_LIBS) $(JPEG_LIBS)
 # CUDA: only its headers are needed to build; libcuda, NVRTC and cuBLAS are loaded with
 # dlopen when the CUDA target is asked for, so bpc builds and runs without them.
 CUDA := $(shell test -f $(CUDA_HOME)/include/nvrtc.h && test -f $(CUDA_HOME)/include/cublas_v2.h && echo yes)
@@ -45,7 +47,7 @@ CPPFLAGS += -DBPC_HAVE_CUDA -I$(CUDA_HOME)/include
 endif
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 
-$(info bpc build: OpenBLAS ($(OPENBLAS_KIND)) ✓  OpenMP $(call have,$(OPENMP))  CUDA headers ($(CUDA_HOME)) $(call have,$(CUDA))  zlib $(call have,$(ZLIB_LIBS))  libcrypto $(call have,$(CRYPTO_LIBS))  libarchive $(call have,$(ARCHIVE_LIBS))  cJSON $(call have,$(CJSON_LIBS))  cmocka $(call have,$(CMOCKA_LIBS)))
+$(info bpc build: OpenBLAS ($(OPENBLAS_KIND)) ✓  OpenMP $(call have,$(OPENMP))  CUDA headers ($(CUDA_HOME)) $(call have,$(CUDA))  zlib $(call have,$(ZLIB_LIBS))  libcrypto $(call have,$(CRYPTO_LIBS))  libarchive $(call have,$(ARCHIVE_LIBS))  libjpeg $(call have,$(JPEG_LIBS))  cJSON $(call have,$(CJSON_LIBS))  cmocka $(call have,$(CMOCKA_LIBS)))
 
 # ---- sources --------------------------------------------------------------------------
 GEN      := $(BUILD)/gen

@@ -12,9 +12,10 @@
 #include "parser.h"
 #include "lexer.h"
 
-/* Larger sources are refused: no model needs a fraction of this, and it keeps every
- * line and column number far from int overflow. */
-#define MAX_SOURCE (16u << 20)
+/* Larger sources are refused: no model needs a fraction of this (the paper's deepest
+ * net is 1 KiB), and it bounds the syntax tree (about 64 bytes per source byte at
+ * worst, for `1x1x1...`) and keeps line and column numbers far from int overflow. */
+#define MAX_SOURCE (1u << 20)
 
 /* Parses src into ps->ast (empty on failure). */
 static void parse(bp_parse *ps, const char *src, size_t len) {

@@ -20,6 +20,7 @@
 #include "plan.h"
 #include "report.h"
 #include "train.h"
+#include "tune.h"
 
 #define BPC_VERSION "0.1.0"
 
@@ -240,6 +241,7 @@ static int cmd_data(args *a) {
 }
 
 int main(int argc, char **argv) {
+    bp_tune_process(argv);
     if (argc < 2) { fputs(usage, stderr); return 1; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) { fputs(usage, stdout); return 0; }

@@ -18,11 +18,14 @@ typedef struct {
     unsigned char *X;
 } cpu;
 
-/* The plan's GEMMs are row-major, exactly CBLAS's CblasRowMajor convention. */
+/* The plan's GEMMs are row-major, exactly CBLAS's CblasRowMajor convention. A batch
+ * of small GEMMs (loccon: one per output position) is spread over the OpenMP threads;
+ * inside a parallel region the OpenMP build of OpenBLAS runs each on one thread. */
 #define GEMM_BODY(call)                                                                  \
     long m = g->m * (g->m_nb ? nb : 1), k = g->k * (g->k_nb ? nb : 1);                   \
     alpha = g->alpha * (g->alpha_lr ? lr : 1);                                           \
     beta = g->beta - 2 * lr * g->beta_l2;                                                \
+    _Pragma("omp parallel for schedule(static) if (g->batch > 1)")                       \
     for (int i = 0; i < (g->batch > 1 ? g->batch : 1); i++)                              \
         call(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,                      \
              g->trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)g->n, (int)k, alpha,   \

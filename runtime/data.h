@@ -60,6 +60,12 @@ void bp_dataset_free(bp_dataset *d);
  * the Tiny ImageNet cache (built, stale, rebuilt) go to stderr. */
 int bp_dataset_load(const char *name, const char *root, bp_dataset *d, bp_err *e);
 
+/* The names bp_dataset_load knows, for messages. */
+#define BP_DATASETS "mnist, fashion-mnist, cifar10, cifar100, cifar100-coarse and tinyimagenet"
+
+/* 1 if bp_dataset_load knows the name, else 0. */
+int bp_dataset_known(const char *name);
+
 /* Where bp_dataset_load would read `name` from: writes the folder or archive path into
  * path; *is_archive (may be NULL) is set to 1 for a .tar.gz/.zip file. -1 with the same
  * message as bp_dataset_load when nothing is there, or the name is unknown. */
@@ -198,8 +204,9 @@ typedef struct {
 } bp_tin_key;
 
 /* Reads a cache file into d->train and d->test (64x64x3). With key non-NULL the header
- * must match it; with NULL any well-formed cache is read (the fuzz target). Returns 0;
- * -1 with the reason in e (missing, truncated, foreign, stale, damaged). */
+ * must match it; with NULL any well-formed cache is read (the fuzz target; d->classes is
+ * then set from the header). Returns 0; 1 when the file does not exist; -1 with the
+ * reason in e (truncated, foreign, older version, stale, damaged). */
 int bp_tin_cache_read(const char *path, const bp_tin_key *key, bp_dataset *d, bp_err *e);
 
 /* ---- data_cmd.c: `bpc data ACTION NAME` ------------------------------------------------- */

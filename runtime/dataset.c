@@ -229,7 +229,12 @@ static const where WHERE[] = {
      "download tiny-imagenet-200.zip into %s (`bpc data fetch tinyimagenet` says from where)"},
 };
 #define NWHERE ((int)(sizeof WHERE / sizeof WHERE[0]))
-#define KNOWN "mnist, fashion-mnist, cifar10, cifar100, cifar100-coarse and tinyimagenet"
+
+int bp_dataset_known(const char *name) {
+    for (int i = 0; i < NWHERE; i++)
+        if (!strcmp(name, WHERE[i].name)) return 1;
+    return 0;
+}
 
 static int is_file(const char *p) {
     struct stat st;
@@ -262,7 +267,7 @@ int bp_dataset_locate(const char *name, const char *root, char *path, size_t len
     const where *w = NULL;
     for (int i = 0; i < NWHERE; i++)
         if (!strcmp(name, WHERE[i].name)) w = &WHERE[i];
-    if (!w) return bp_fail(e, "unknown data set '%s'; bpc reads " KNOWN, name);
+    if (!w) return bp_fail(e, "unknown data set '%s'; bpc reads " BP_DATASETS, name);
     char rbuf[4096];
     if (!root && !(root = bp_data_root(NULL, rbuf, sizeof rbuf)))
         return bp_fail(e, "the data folder's name is too long; give --data DIR");

@@ -28,29 +28,6 @@ void bp_shuffle(int *idx, long n, uint64_t seed, unsigned int epoch) {
     }
 }
 
-static int is_dir_with(const char *dir, const char *file) {
-    char p[4200];
-    struct stat st;
-    snprintf(p, sizeof p, "%s/%s", dir, file);
-    if (stat(p, &st) == 0) return 1;
-    snprintf(p, sizeof p, "%s/%s.gz", dir, file);
-    return stat(p, &st) == 0;
-}
-
-int bp_dataset_load(const char *name, const char *root, bp_dataset *d, bp_err *e) {
-    memset(d, 0, sizeof *d);
-    if (!strcmp(name, "mnist") || !strcmp(name, "fashion-mnist")) {
-        char sub[4200];
-        snprintf(sub, sizeof sub, "%s/%s", root, name);
-        const char *dir = is_dir_with(root, "train-images-idx3-ubyte") ? root : sub;
-        if (!is_dir_with(dir, "train-images-idx3-ubyte"))
-            return bp_fail(e, "%s: no %s files here (train-images-idx3-ubyte[.gz] and the other three); "
-                              "run `bpc data fetch %s --data %s`", sub, name, name, root);
-        return bp_mnist_load(dir, name, d, e);
-    }
-    return bp_fail(e, "data set '%s' has no loader in this version of bpc", name);
-}
-
 /* Copies images idx[0..nb) into the input buffer and their labels into I. */
 static int feed(bp_exec *x, const bp_split *s, const int *idx, long first, int nb,
                 unsigned char *xb, int *yb, bp_err *e) {

@@ -45,10 +45,6 @@ void bp_shuffle(int *idx, long n, uint64_t seed, unsigned int epoch);
  * 2 for an I/O, target or numerical (NaN/Inf loss) failure. The message is in e. */
 int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e);
 
-/* Loads the data set `name` from the data root (see bp_data_root). The root may hold
- * the files directly or a subfolder named after the data set. */
-int bp_dataset_load(const char *name, const char *root, bp_dataset *d, bp_err *e);
-
 /* Runs the eval program over a split; returns the accuracy in [0,1] in *acc.
  * If preds is non-NULL it receives the greedy prediction of every image. */
 int bp_evaluate(bp_exec *x, const bp_split *s, long limit, int *preds, double *acc, bp_err *e);

@@ -33,6 +33,7 @@
 #include "plan.h"
 #include "safetensors.h"
 #include "train.h"
+#include "tune.h"
 
 #define STEP 5u     /* any nonzero step: the Philox counter of masks and choices */
 #define LR 0.1f
@@ -183,6 +184,7 @@ static void write_model_json(const char *dir, const bp_ir *ir, const char *rule,
 }
 
 int main(int argc, char **argv) {
+    bp_tune_process(argv); /* the same OpenBLAS kernels and OpenMP settings as bpc */
     if (argc < 5 || argc > 7) {
         fprintf(stderr, "usage: oracle_dump MODEL.bp brainprop|ebp DATA_ROOT OUTDIR [SEED] [BATCH]\n");
         return 2;

@@ -1181,6 +1181,17 @@ static void test_hostile_input(void **state) {
     done(&r);
     free(big);
 
+    /* a source over the 1 MiB limit is refused as a whole */
+    size_t huge = (1u << 20) + 1;
+    big = malloc(huge);
+    memset(big, ' ', huge);
+    r = run_len(big, huge);
+    assert_int_equal(r.nerrors, 1);
+    assert_string_equal(r.diag, "t.bp: error: the file is too large (1048577 bytes; the "
+                                "limit is 1048576)\n");
+    done(&r);
+    free(big);
+
     /* random bytes, and random mixtures of the language's own words */
     static const char *const words[] = {
         "model", "train", "m", "{", "}", ";", "input", "28", "x", "1", "dense", "conv",
