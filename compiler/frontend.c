@@ -38,8 +38,7 @@ bp_ir *bp_frontend_string(const char *name, const char *src, size_t len, FILE *d
     bp_diag_init(&d, diag, name, src, len);
     bp_ir *ir = NULL;
     if (len > MAX_SOURCE) {
-        bp_diag_file_error(&d, "the file is too large (%zu bytes; the limit is %u)", len,
-                           MAX_SOURCE);
+        bp_diag_file_error(&d, "the file is too large (the limit is %u bytes)", MAX_SOURCE);
     } else {
         bp_parse ps;
         memset(&ps, 0, sizeof ps);

@@ -67,7 +67,8 @@ typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jb;
     int cut;                       /* a warning that means the data ended early */
-    char msg[JMSG_LENGTH_MAX];
+    char msg[JMSG_LENGTH_MAX];     /* the error */
+    char cut_msg[JMSG_LENGTH_MAX]; /* that warning */
 } jpeg_err;
 
 static void jpeg_on_error(j_common_ptr c) {
@@ -82,7 +83,7 @@ static void jpeg_on_message(j_common_ptr c, int level) {
     jpeg_err *j = (jpeg_err *)c->err;
     if (level >= 0) return;
     if (c->err->msg_code == JWRN_JPEG_EOF || c->err->msg_code == JWRN_HIT_MARKER) {
-        if (!j->cut) (*c->err->format_message)(c, j->msg);
+        if (!j->cut) (*c->err->format_message)(c, j->cut_msg);
         j->cut = 1;
     }
     c->err->num_warnings++;
@@ -100,6 +101,8 @@ int bp_jpeg_decode_rgb(const uint8_t *buf, size_t n, const char *what, int h, in
     je.pub.emit_message = jpeg_on_message;
     if (setjmp(je.jb)) {
         jpeg_destroy_decompress(&cinfo);
+        if (je.cut)  /* the error follows from running out of data: say that */
+            return bp_fail(e, "%s: the JPEG is cut short (libjpeg: %s); " FIX, what, je.cut_msg);
         return bp_fail(e, "%s: cannot decode the JPEG (libjpeg: %s); " FIX, what, je.msg);
     }
     jpeg_create_decompress(&cinfo);
@@ -142,7 +145,7 @@ int bp_jpeg_decode_rgb(const uint8_t *buf, size_t n, const char *what, int h, in
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
     if (je.cut)
-        return bp_fail(e, "%s: the JPEG is cut short (libjpeg: %s); " FIX, what, je.msg);
+        return bp_fail(e, "%s: the JPEG is cut short (libjpeg: %s); " FIX, what, je.cut_msg);
     return 0;
 }
 
@@ -770,7 +773,11 @@ int bp_tin_cache_read(const char *path, const bp_tin_key *key, bp_dataset *d, bp
         return bp_fail(e, "%s: cannot open the Tiny ImageNet cache: %s", path, strerror(errno));
     }
     struct stat st;
-    long long fsize = fstat(fileno(f), &st) == 0 ? (long long)st.st_size : -1;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return bp_fail(e, "%s: not a regular file, so not a Tiny ImageNet cache", path);
+    }
+    long long fsize = (long long)st.st_size;
     int rc = -1;
     uint8_t *ly = NULL;
     bp_split tr, te;

@@ -31,6 +31,7 @@
 #include "exec.h"
 #include "frontend.h"
 #include "plan.h"
+#include "philox.h"
 #include "safetensors.h"
 #include "train.h"
 #include "tune.h"
@@ -186,7 +187,7 @@ static void write_model_json(const char *dir, const bp_ir *ir, const char *rule,
 int main(int argc, char **argv) {
     bp_tune_process(argv); /* the same OpenBLAS kernels and OpenMP settings as bpc */
     if (argc < 5 || argc > 7) {
-        fprintf(stderr, "usage: oracle_dump MODEL.bp brainprop|ebp DATA_ROOT OUTDIR [SEED] [BATCH]\n");
+        fprintf(stderr, "usage: oracle_dump MODEL.bp brainprop|ebp DATA_ROOT|synthetic OUTDIR [SEED] [BATCH]\n");
         return 2;
     }
     const char *model = argv[1], *rule_s = argv[2], *root = argv[3], *out = argv[4];
@@ -203,12 +204,15 @@ int main(int argc, char **argv) {
     if (mkdir(out, 0777) != 0 && errno != EEXIST) die("cannot create OUTDIR");
 
     bp_err e;
-    bp_dataset ds;
-    if (bp_dataset_load(ir->train.dataset[0] ? ir->train.dataset : "mnist", root, &ds, &e)) die(e.msg);
+    bp_dataset ds = {0};
     const bp_layer *in = &ir->layers[0];
-    if (ds.train.h != in->out.h || ds.train.w != in->out.w || ds.train.c != in->out.c)
-        die("the model's input shape does not match the data set");
-    if (nb > ds.train.n) die("BATCH exceeds the training set");
+    int synthetic = !strcmp(root, "synthetic");
+    if (!synthetic) {
+        if (bp_dataset_load(ir->train.dataset[0] ? ir->train.dataset : "mnist", root, &ds, &e)) die(e.msg);
+        if (ds.train.h != in->out.h || ds.train.w != in->out.w || ds.train.c != in->out.c)
+            die("the model's input shape does not match the data set");
+        if (nb > ds.train.n) die("BATCH exceeds the training set");
+    }
 
     bp_plan *p = bp_plan_build(ir, rule, nb);
     if (!p) die("out of memory building the plan");
@@ -221,8 +225,13 @@ int main(int argc, char **argv) {
     unsigned char *xs = malloc((size_t)xb);
     int *labels = malloc(sizeof *labels * (size_t)nb);
     if (!xs || !labels) die("out of memory");
-    memcpy(xs, ds.train.x, (size_t)xb);
-    memcpy(labels, ds.train.y, sizeof *labels * (size_t)nb);
+    if (synthetic) { /* DATA_ROOT "synthetic": Philox pixels, labels cycling over the classes */
+        for (long i = 0; i < xb; i++) xs[i] = (unsigned char)bp_rand_u32(seed, 0, 0, 99u, (unsigned)i);
+        for (int b = 0; b < nb; b++) labels[b] = (b * 7) % p->classes;
+    } else {
+        memcpy(xs, ds.train.x, (size_t)xb);
+        memcpy(labels, ds.train.y, sizeof *labels * (size_t)nb);
+    }
     if (x.be->put(&x, BP_ARENA_X, 0, xs, xb, &e)) die(e.msg);
     if (x.be->put(&x, BP_ARENA_I, p->labels, labels, nb, &e)) die(e.msg);
     float zero[BP_NSTATS] = {0};

@@ -561,16 +561,36 @@ static void test_cifar_bad_archives(void **state) {
                fmt("%s:cifar-10-batches-bin/data_batch_1.bin: record 0 has label 11, out of range "
                    "(CIFAR-10 has 10 classes, 0-9); the file is damaged: " FIX10, P("b.tar.gz")));
     free(b);
-    /* cut short: libarchive notices; the message quotes it */
+    /* cut short: libarchive notices; the message quotes it. Cut in the gzip header, the
+     * archive does not open; cut in the data (a big incompressible member first, as a
+     * partial download is), a member cannot be read. */
     write_cifar10_targz(P("c.tar.gz"));
-    struct stat st;
-    assert_int_equal(stat(P("c.tar.gz"), &st), 0);
-    assert_int_equal(truncate(P("c.tar.gz"), st.st_size / 2), 0);
+    assert_int_equal(truncate(P("c.tar.gz"), 100), 0);
     bp_dataset d;
     bp_err e = {{0}};
     assert_int_equal(bp_cifar_load(P("c.tar.gz"), BP_CIFAR10, &d, &e), -1);
-    assert_prefix_suffix(e.msg, P("c.tar.gz"), "); " FIX10);
-    assert_non_null(strstr(e.msg, "damaged archive"));
+    assert_prefix_suffix(e.msg, fmt("%s: cannot read the archive (libarchive: ", P("c.tar.gz")),
+                         "); " FIX10);
+    {
+        member mm[8];
+        uint8_t *bufs[6];
+        size_t big = 1 << 18;
+        uint8_t *noise = malloc(big);
+        assert_non_null(noise);
+        uint32_t x = 12345;
+        for (size_t i = 0; i < big; i++) noise[i] = (uint8_t)((x = x * 1664525u + 1013904223u) >> 24);
+        mm[0] = (member){"cifar-10-batches-bin/readme.html", noise, big};
+        int nm = 1 + cifar10_members(mm + 1, bufs, "cifar-10-batches-bin/");
+        write_archive(P("e.tar.gz"), 0, mm, nm);
+        for (int i = 0; i < 6; i++) free(bufs[i]);
+        free(noise);
+    }
+    struct stat st;
+    assert_int_equal(stat(P("e.tar.gz"), &st), 0);
+    assert_int_equal(truncate(P("e.tar.gz"), st.st_size / 2), 0);
+    assert_int_equal(bp_cifar_load(P("e.tar.gz"), BP_CIFAR10, &d, &e), -1);
+    assert_prefix_suffix(e.msg, fmt("%s: damaged archive (libarchive: ", P("e.tar.gz")),
+                         "); " FIX10);
     /* not an archive at all */
     put_s(P("d.tar.gz"), "this is not a tarball");
     assert_int_equal(bp_cifar_load(P("d.tar.gz"), BP_CIFAR10, &d, &e), -1);
@@ -980,9 +1000,14 @@ static void test_tin_cache_rebuilt(void **state) {
         uint8_t *b = malloc(n);
         memcpy(b, good, n);
         size_t len = n;
-        if (cases[c].cut >= 0) len = (size_t)cases[c].cut;
-        else b[cases[c].off] ^= cases[c].byte ? cases[c].byte : b[cases[c].off];
+        if (cases[c].cut >= 0) {
+            len = (size_t)cases[c].cut;
+        } else {
+            size_t off = (size_t)cases[c].off;
+            b[off] = cases[c].byte ? (uint8_t)(b[off] ^ cases[c].byte) : 0;
+        }
         put(cache, b, len);
+        fprintf(stderr, "DBG case %s: b[0..9] %02x %02x %02x %02x %02x %02x %02x %02x %02x\n", cases[c].what, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8]);
         free(b);
         char *m = tin_load(src, &d, 1, &e);
         if (strncmp(m, fmt("bpc: %s: %s; rebuilding it\nbpc: decoding the 12", cache, cases[c].why),
@@ -1064,6 +1089,10 @@ static void tin_replace(const char *dir, const char *rel, const void *data, size
     else assert_int_equal(unlink(fmt("%s/%s", dir, rel)), 0);
 }
 
+static void tin_replace_s(const char *dir, const char *rel, const char *text) {
+    tin_replace(dir, rel, text, strlen(text));
+}
+
 static void expect_tin_error(const char *src, const char *want) {
     bp_dataset d;
     bp_err e = {{0}};
@@ -1085,7 +1114,7 @@ static void test_tin_bad_jpegs(void **state) {
     (void)state;
     const char *src = P("t");
     write_tin_folder(src);
-    tin_replace(src, "train/n01/images/n01_1.JPEG", "not a jpeg at all", 17);
+    tin_replace_s(src, "train/n01/images/n01_1.JPEG", "not a jpeg at all");
     expect_tin_error(src, fmt("%s/train/n01/images/n01_1.JPEG: cannot decode the JPEG (libjpeg: "
                               "Not a JPEG file: starts with 0x6e 0x6f); " TFIX, src));
     /* cut short */
@@ -1102,7 +1131,7 @@ static void test_tin_bad_jpegs(void **state) {
                               "end of JPEG file); " TFIX, src));
     /* empty */
     write_tin_folder(src);
-    tin_replace(src, "val/images/val_3.JPEG", "", 0);
+    tin_replace_s(src, "val/images/val_3.JPEG", "");
     expect_tin_error(src, fmt("%s/val/images/val_3.JPEG: empty file (0 bytes), not a JPEG; " TFIX,
                               src));
     /* the wrong size */
@@ -1124,7 +1153,7 @@ static void test_tin_bad_jpegs(void **state) {
     (void)s;
     b = malloc(12288);
     EXPECT_MSG(bp_jpeg_decode_rgb((const uint8_t *)"\xff\xd8\xff", 3, "m.JPEG", 64, 64, b, &e_),
-               "m.JPEG: cannot decode the JPEG (libjpeg: Premature end of JPEG file); " TFIX);
+               "m.JPEG: the JPEG is cut short (libjpeg: Premature end of JPEG file); " TFIX);
     free(b);
 }
 
@@ -1136,14 +1165,14 @@ static void test_tin_bad_listing(void **state) {
     expect_tin_error(src, fmt("%s/val/val_annotations.txt: not found; it labels the val split, "
                               "which bpc uses as the test split: " TFIX, src));
     write_tin_folder(src);
-    tin_replace(src, "val/val_annotations.txt", "val_0.JPEG\tn02\t0\t0\t1\t1\nval_1.JPEG\tn09\t0\n",
-                44);
+    tin_replace_s(src, "val/val_annotations.txt",
+                  "val_0.JPEG\tn02\t0\t0\t1\t1\nval_1.JPEG\tn09\t0\n");
     expect_tin_error(src, fmt("%s/val/val_annotations.txt:2: class n09 is not in wnids.txt; the "
                               "files do not belong together: " TFIX, src));
-    tin_replace(src, "val/val_annotations.txt", "val_0.JPEG n02 0 0 1 1\n", 23);
+    tin_replace_s(src, "val/val_annotations.txt", "val_0.JPEG n02 0 0 1 1\n");
     expect_tin_error(src, fmt("%s/val/val_annotations.txt:1: expected FILE<TAB>CLASS-ID<TAB>box, "
                               "found 'val_0.JPEG n02 0 0 1 1'; the file is damaged: " TFIX, src));
-    tin_replace(src, "val/val_annotations.txt", "\nval_7.JPEG\tn02\t0\t0\t1\t1\n", 25);
+    tin_replace_s(src, "val/val_annotations.txt", "\nval_7.JPEG\tn02\t0\t0\t1\t1\n");
     expect_tin_error(src, fmt("%s/val/images/val_7.JPEG: No such file or directory, but line 2 of "
                               "val_annotations.txt names it: " TFIX, src));
     write_tin_folder(src);
@@ -1152,10 +1181,10 @@ static void test_tin_bad_listing(void **state) {
                               "wnids.txt (here n01, line 2) needs its training images there: " TFIX,
                               src));
     write_tin_folder(src);
-    tin_replace(src, "wnids.txt", "n02\nn01\nn02\n", 12);
+    tin_replace_s(src, "wnids.txt", "n02\nn01\nn02\n");
     expect_tin_error(src, fmt("%s/wnids.txt: class id n02 is listed twice; the file is damaged: "
                               TFIX, src));
-    tin_replace(src, "wnids.txt", "n02\n../n01\n", 11);
+    tin_replace_s(src, "wnids.txt", "n02\n../n01\n");
     expect_tin_error(src, fmt("%s/wnids.txt: class 2: '../n01' is not a class id (a WordNet id "
                               "such as n01443537); the file is damaged: " TFIX, src));
     tin_replace(src, "wnids.txt", NULL, 0);
@@ -1195,27 +1224,36 @@ static void test_tin_bad_listing(void **state) {
     assert_false(exists(P("c.zip.bpc-cache")));
 }
 
-/* When the data folder is read-only, the cache goes to the user's cache folder. Root
- * writes anywhere, so this runs only for other users. */
+/* When the cache cannot be written beside the data, it goes to the user's cache folder.
+ * Root writes anywhere, so a read-only folder is tried only for other users; a folder
+ * where the cache file should be blocks the rename for anyone. */
 static void test_tin_cache_fallback(void **state) {
     (void)state;
-    if (geteuid() == 0) skip();
     const char *src = P("ro/tiny-imagenet-200");
+    const char *primary = P("ro/tiny-imagenet-200/tinyimagenet.bpc-cache");
     write_tin_folder(src);
-    assert_int_equal(chmod(src, 0555), 0);
+    int readonly = geteuid() != 0;
+    if (readonly) assert_int_equal(chmod(src, 0555), 0);
+    else assert_int_equal(mkdir(primary, 0777), 0);
     bp_dataset d;
     bp_err e = {{0}};
     char *m = tin_load(src, &d, 1, &e);
-    assert_non_null(strstr(m, P("xdg/bpc/data/tinyimagenet-")));
+    char *fb = strstr(m, "; cached in ");
+    assert_non_null(fb);
+    assert_non_null(strstr(fb, P("xdg/bpc/data/tinyimagenet-")));
     free(m);
     check_tin(&d);
     bp_dataset_free(&d);
-    assert_false(exists(P("ro/tiny-imagenet-200/tinyimagenet.bpc-cache")));
-    m = tin_load(src, &d, 1, &e);
-    assert_string_equal(m, "");  /* found there the second time */
+    m = tin_load(src, &d, 1, &e);  /* found there the second time */
+    if (readonly) assert_string_equal(m, "");
+    else assert_string_equal(m, fmt("bpc: %s: not a regular file, so not a Tiny ImageNet cache; "
+                                    "rebuilding it\n", primary));
     free(m);
+    check_tin(&d);
     bp_dataset_free(&d);
-    chmod(src, 0755);
+    if (readonly) chmod(src, 0755);
+    /* wnids.txt, words.txt, train/, val/, test/ (and the blocking folder): no temp file */
+    assert_int_equal(count_entries(src), readonly ? 5 : 6);
 }
 
 /* ---- `bpc data` --------------------------------------------------------------------- */
