@@ -64,11 +64,11 @@ endef
 
 all: $(BUILD)/bpc
 
-$(GEN)/parser.c $(GEN)/parser.h: grammar/bp.y
+$(GEN)/parser.c $(GEN)/parser.h &: grammar/bp.y
 	@mkdir -p $(GEN)
 	bison -Wall -Werror --defines=$(GEN)/parser.h -o $(GEN)/parser.c $<
 
-$(GEN)/lexer.c $(GEN)/lexer.h: grammar/bp.l $(GEN)/parser.h
+$(GEN)/lexer.c $(GEN)/lexer.h &: grammar/bp.l $(GEN)/parser.h
 	@mkdir -p $(GEN)
 	flex --header-file=$(GEN)/lexer.h -o $(GEN)/lexer.c $<
 
@@ -116,7 +116,7 @@ $(BUILD)/oracle_dump: tests/oracle/dump.c $(call objs,$(BUILD))
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 # ---- fuzzing: libFuzzer on the .bp front end (clang) ----------------------------------
-FUZZ_SRC := $(filter compiler/%,$(LIB_SRC)) $(GEN)/parser.c $(GEN)/lexer.c
+FUZZ_SRC := $(filter compiler/%,$(LIB_SRC)) $(GEN)/parser.c $(GEN)/lexer.c $(GEN)/templates.c
 $(BUILD)/fuzz_frontend: compiler/fuzz_frontend.c $(FUZZ_SRC) | $(PARSER) $(LEXER)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) $^ -o $@ -lm
 fuzz: $(BUILD)/fuzz_frontend

@@ -851,7 +851,7 @@ static void write_tin_folder(const char *dir) {
 static void write_tin_zip(const char *path) {
     tin_file f[40];
     int n = tin_files(f);
-    member m[40];
+    member m[40] = {{0}};
     char names[40][160];
     for (int i = 0; i < n; i++) {
         snprintf(names[i], sizeof names[i], "tiny-imagenet-200/%.128s", f[i].name);
@@ -1007,7 +1007,6 @@ static void test_tin_cache_rebuilt(void **state) {
             b[off] = cases[c].byte ? (uint8_t)(b[off] ^ cases[c].byte) : 0;
         }
         put(cache, b, len);
-        fprintf(stderr, "DBG case %s: b[0..9] %02x %02x %02x %02x %02x %02x %02x %02x %02x\n", cases[c].what, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8]);
         free(b);
         char *m = tin_load(src, &d, 1, &e);
         if (strncmp(m, fmt("bpc: %s: %s; rebuilding it\nbpc: decoding the 12", cache, cases[c].why),
@@ -1193,7 +1192,7 @@ static void test_tin_bad_listing(void **state) {
     /* the zip without val_annotations.txt, and without wnids.txt */
     tin_file f[40];
     int n = tin_files(f);
-    member m[40];
+    member m[40] = {{0}};
     char names[40][160];
     int k = 0;
     for (int i = 0; i < n; i++) {
