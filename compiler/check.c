@@ -53,8 +53,9 @@ static const layer_spec LAYERS[NLAYERS] = {
     { "loccon", BP_LOCCON, POS_INT, "loccon filters",
       "loccon needs its number of filters, as in 'loccon 32 size 3'",
       "loccon F size K [stride S] [pad same|valid] [relu]", CONV_OPTS },
-    { "maxpool", BP_MAXPOOL, POS_NONE, NULL, NULL, "maxpool size K [stride S]",
-      { { "size", BP_OPT_INT, 1, "size 2" }, { "stride", BP_OPT_INT, 0, "stride 2" } }, 2 },
+    { "maxpool", BP_MAXPOOL, POS_NONE, NULL, NULL, "maxpool size K [stride S] [pad same|valid]",
+      { { "size", BP_OPT_INT, 1, "size 2" }, { "stride", BP_OPT_INT, 0, "stride 2" },
+        { "pad", BP_OPT_WORD, 0, "pad same" } }, 3 },
     { "batchnorm", BP_BATCHNORM, POS_NONE, NULL, NULL, "batchnorm", { { 0 } }, 0 },
     { "dropout", BP_DROPOUT, POS_NUM, "dropout rate",
       "dropout needs its drop rate, as in 'dropout 0.3'", "dropout RATE", { { 0 } }, 0 },
@@ -229,6 +230,8 @@ static void read_layer(bp_diag *d, const bp_stmt *s, const layer_spec *sp, layer
         else li->size_loc = seen[0].val->loc;
         l->stride = l->ksize;
         if (opt_int(d, &seen[1], "stride", &l->stride)) li->shape_ok = 0;
+        if (seen[2].val && read_pad(d, seen[2].val, &l->pad_same)) li->shape_ok = 0;
+        if (seen[2].key && !seen[2].val) li->shape_ok = 0;
         break;
     case BP_OUTPUT:
         read_rule(d, s, sp, seen, l);

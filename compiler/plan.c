@@ -355,13 +355,13 @@ static void lower_dropout(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, 
     double t = floor((double)L->rate * 4294967296.0);
     if (t > 4294967295.0) t = 4294967295.0;
     unsigned int thresh = (unsigned int)t;
-    float scale = (float)(1.0 / (1.0 - (double)L->rate));
+    double scale = 1.0 / (1.0 - (double)L->rate); /* BP_C rounds it for float targets */
     char what[64];
     snprintf(what, sizeof what, "dropout@%d:%d forward", L->loc.line, L->loc.col);
     run(c, tr, kernel(c, S, 1, "dropout",
         "long b = i / %ldL, j = i %% %ldL;\n"
         "    unsigned int u = bp_rand_u32(d.seed, d.step, (unsigned int)b, %uu, (unsigned int)j);\n"
-        "    bp_real m = u >= %uu ? BP_C(%.9g) : BP_C(0.0);\n"
+        "    bp_real m = u >= %uu ? BP_C(%.17g) : BP_C(0.0);\n"
         "    A[%ldL + i] = m;\n"
         "    A[%ldL + i] = A[%ldL + i] * m;",
         S, S, (unsigned)(16u + (unsigned)l), thresh, scale, mask, out->act, in->act), what);

@@ -114,13 +114,23 @@ int bp_idx_read(const char *path, int ndims, uint8_t **data, int dims[3], bp_err
         dims[i] = (int)d;
     }
 
-    buf = malloc(total ? (size_t)total : 1);
-    if (!buf) {
-        bp_fail(e, "%s: out of memory for %llu %s bytes", path, total, what);
-        goto fail;
+    /* The buffer grows with the data that actually arrives (doubling from 1 MB), so a
+     * damaged 20-byte file that declares 2 GB costs 1 MB, not 2 GB. */
+    size_t cap = total < (1u << 20) ? (size_t)total : 1u << 20;
+    got = 0;
+    for (;;) {
+        uint8_t *nb = realloc(buf, cap ? cap : 1);
+        if (!nb) {
+            bp_fail(e, "%s: out of memory for %llu %s bytes", path, total, what);
+            goto fail;
+        }
+        buf = nb;
+        long long r = read_full(f, buf + got, cap - (size_t)got);
+        if (gz_check(f, r, path, e)) goto fail;
+        got += r;
+        if ((size_t)got < cap || cap == total) break;
+        cap = 2 * cap < total ? 2 * cap : (size_t)total;
     }
-    got = read_full(f, buf, (size_t)total);
-    if (gz_check(f, got, path, e)) goto fail;
     if ((unsigned long long)got < total) {
         bp_fail(e, "%s: truncated: expected %llu %s bytes, found %lld; " REFETCH,
                 path, total, what, got);

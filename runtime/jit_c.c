@@ -1,5 +1,7 @@
 /* jit_c.c: the CPU target's JIT. The generated C is compiled once by the system
- * compiler and cached by content hash, the way NVRTC output is cached for CUDA. */
+ * compiler and cached by content hash, the way NVRTC output is cached for CUDA.
+ * Objects are loaded RTLD_NODELETE: unloading one could unload the libgomp it
+ * brought in while OpenMP threads still run there. */
 #include "jit_c.h"
 #include <dlfcn.h>
 #include <errno.h>
@@ -73,7 +75,7 @@ void *bp_jit_c(const char *source, bp_err *e) {
     snprintf(so, sizeof so, "%s/%s.so", dir, hash);
     snprintf(src, sizeof src, "%s/%s.c", dir, hash);
     if (access(so, R_OK) == 0) {
-        void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+        void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
         if (h) return h;
         unlink(so); /* a stale or damaged entry: rebuild it */
     }
@@ -119,7 +121,7 @@ void *bp_jit_c(const char *source, bp_err *e) {
         return NULL;
     }
     unlink(log);
-    void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h) bp_fail(e, "%s: cannot load the compiled model: %s", so, dlerror());
     return h;
 }

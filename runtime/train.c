@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include "philox.h"
+#include "synthetic.h"
 
 static double now(void) {
     struct timespec t;
@@ -71,10 +72,19 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     if (!cfg->dataset[0])
         return bp_fail(e, "%s: error: the model names no data set; add `data mnist;` to its train block",
                        ir->path), 1;
-    char rootbuf[4096];
-    const char *root = bp_data_root(o->data_dir, rootbuf, sizeof rootbuf);
     bp_dataset ds;
-    if (bp_dataset_load(cfg->dataset, root, &ds, e)) return 2;
+    if (o->data_dir && !strcmp(o->data_dir, "synthetic")) {
+        /* the real data set's split sizes, in the model's own shape */
+        const char *n = cfg->dataset;
+        long ntrain = !strcmp(n, "tinyimagenet") ? 100000 : !strncmp(n, "cifar", 5) ? 50000 : 60000;
+        if (bp_dataset_synthetic(n, in->out.h, in->out.w, in->out.c,
+                                 ir->layers[ir->n - 1].units, ntrain, 10000, &ds, e)) return 2;
+    } else {
+        char rootbuf[4096];
+        const char *root = bp_data_root(o->data_dir, rootbuf, sizeof rootbuf);
+        if (!root) return bp_fail(e, "the data folder path is too long"), 2;
+        if (bp_dataset_load(cfg->dataset, root, &ds, e)) return 2;
+    }
     if (ds.train.h != in->out.h || ds.train.w != in->out.w || ds.train.c != in->out.c) {
         bp_fail(e, "%s:%d:%d: error: the input is %dx%dx%d, but %s images are %dx%dx%d", ir->path,
                 in->loc.line, in->loc.col, in->out.h, in->out.w, in->out.c, ds.name, ds.train.h,

@@ -9,7 +9,8 @@
 #include "ir.h"
 
 typedef struct {
-    const char *data_dir;  /* --data, or NULL for $BPC_DATA / the XDG default */
+    const char *data_dir;  /* --data, or NULL for $BPC_DATA / the XDG default;
+                              "synthetic": a learnable stand-in of the model's shape */
     bp_target target;
     bp_rule rule;          /* from the output layer unless overridden */
     int epochs;            /* > 0 overrides the train block */

@@ -16,6 +16,9 @@
  * feedback (dx) part of the check: the stem's gradient goes through it.
  * The front end has no `pad` option for maxpool; a 'same' maxpool is then made by
  * setting pad_same in the parsed IR and re-deriving the shapes here (tu_reinfer).
+ * Also: dropout's kept fraction (4 sigma) and step-to-step independence, the exact
+ * mask value 1/(1-rate) in double precision, and that a model can be closed and
+ * another opened after an OpenMP kernel ran (in a child process, as it may crash).
  */
 #include "testutil.h"
 
@@ -617,7 +620,9 @@ static void test_exec_reopen(void **state) {
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
+    tu_passive_openmp(argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exec_reopen),
         cmocka_unit_test(test_dense),

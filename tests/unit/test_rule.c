@@ -407,7 +407,9 @@ static void test_l2(void **state) {
     tu_close(&b);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
+    tu_passive_openmp(argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_brainprop_dense),
         cmocka_unit_test(test_brainprop_conv),

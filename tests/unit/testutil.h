@@ -52,6 +52,20 @@ static inline void tu_keep_openmp_loaded(void) {
         fprintf(stderr, "note: cannot pin libgomp.so.1: %s\n", dlerror());
 }
 
+/* ---- OpenMP's wait policy ------------------------------------------------------------------
+ * These tests run thousands of tiny programs; with OpenMP's default (active, spinning)
+ * wait policy on a loaded machine every parallel region and every OpenBLAS call waits
+ * for spinning threads to be scheduled: 25 s instead of 1 s on 2 busy cores. libgomp
+ * reads the policy once, when it is loaded (before main, since OpenBLAS needs it), so
+ * main re-executes the program with OMP_WAIT_POLICY=passive unless the caller chose a
+ * policy. Threads still run in parallel; only idle threads sleep instead of spinning. */
+#include <unistd.h>
+static inline void tu_passive_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv); /* on failure, go on as we are */
+}
+
 /* ---- a seeded test RNG (splitmix64), independent of the library's Philox ---------- */
 
 typedef struct { uint64_t s; } tu_rng;
