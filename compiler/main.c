@@ -5,7 +5,7 @@
  *   bpc ptx MODEL.bp -o net.ptx [--arch compute_90] [--rule R] [--batch N]
  *   bpc train MODEL.bp [--data DIR] [--target cpu|cuda|auto] [--epochs N] [--seed S]
  *             [--lr X] [--rule R] [--limit N] [--test-limit N] [--metrics FILE]
- *   bpc data fetch|verify mnist [--data DIR]
+ *   bpc data fetch|verify|info NAME [--data DIR]
  *
  * Exit status: 0 success; 1 an error in the user's input (the .bp file, the command
  * line, a model that does not fit its data); 2 an I/O, target or internal error.
@@ -30,7 +30,7 @@ static const char *usage =
     "       bpc ptx MODEL.bp -o OUT.ptx [--arch compute_90] [--rule R] [--batch N]\n"
     "       bpc train MODEL.bp [--data DIR] [--target cpu|cuda|auto] [--epochs N] [--seed S]\n"
     "                 [--lr X] [--rule brainprop|ebp] [--limit N] [--test-limit N] [--metrics FILE]\n"
-    "       bpc data fetch|verify mnist [--data DIR]\n"
+    "       bpc data fetch|verify|info NAME [--data DIR]\n"
     "       bpc --version | --help\n"
     "exit status: 0 ok, 1 error in the input, 2 I/O or internal error\n";
 
@@ -223,21 +223,16 @@ static int cmd_train(args *a) {
 }
 
 static int cmd_data(args *a) {
-    if (a->npos != 2) return bad_usage("%s", "data takes an action (fetch, verify) and a data set name");
-    const char *act = a->pos[0], *name = a->pos[1];
-    if (strcmp(name, "mnist"))
-        return bad_usage("this version fetches and verifies only 'mnist', not '%s'", name);
-    char root[4096], dir[4200];
-    bp_data_root(a->data, root, sizeof root);
-    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    if (a->npos != 2) return bad_usage("%s", "data takes an action (fetch, verify, info) and a data set name");
+    char root[4096];
+    if (!bp_data_root(a->data, root, sizeof root)) {
+        fprintf(stderr, "bpc: error: the data folder path is too long\n");
+        return 1;
+    }
     bp_err e = {{0}};
-    int rc;
-    if (!strcmp(act, "fetch")) rc = bp_fetch_mnist(dir, &e);
-    else if (!strcmp(act, "verify")) rc = bp_verify_mnist(dir, &e);
-    else return bad_usage("unknown data action '%s' (fetch, verify)", act);
-    if (rc) { fprintf(stderr, "bpc: error: %s\n", e.msg); return 2; }
-    printf("%s: %s ok in %s\n", name, act, dir);
-    return 0;
+    int rc = bp_data_command(a->pos[0], a->pos[1], root, stdout, &e);
+    if (rc) fprintf(stderr, "bpc: %s%s\n", rc == 1 ? "" : "error: ", e.msg);
+    return rc;
 }
 
 int main(int argc, char **argv) {
