@@ -127,19 +127,25 @@ fuzz: $(BUILD)/fuzz_frontend
 cuda-report: $(BUILD)/bpc
 	BPC=$(BUILD)/bpc CUDA_HOME=$(CUDA_HOME) sh tests/cuda_compile.sh
 
+# ---- make bench: bpc's CPU step against PyTorch, interleaved; writes bench/results.json
+$(BUILD)/bench_step: bench/bench_step.c $(call objs,$(BUILD))
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+bench: $(BUILD)/bpc $(BUILD)/bench_step
+	BPC=$(BUILD)/bpc BUILD=$(BUILD) sh bench/run.sh
+
 # ---- the two set-up commands ------------------------------------------------------------
 DATA ?= $(or $(BPC_DATA),$(HOME)/.cache/bpc/data)
 demo: $(BUILD)/bpc
 	$(BUILD)/bpc data fetch mnist --data $(DATA)
 	$(BUILD)/bpc train models/mnist_conv.bp --data $(DATA) --target cpu --epochs 3
 
-test: $(BUILD)/bpc $(SAN)/bpc $(UNIT) $(UNIT_SAN) $(BUILD)/fuzz_frontend $(BUILD)/oracle_dump
+test: $(BUILD)/bpc $(SAN)/bpc $(UNIT) $(UNIT_SAN) $(BUILD)/fuzz_frontend $(BUILD)/oracle_dump $(BUILD)/bench_step
 	BUILD=$(BUILD) DATA=$(DATA) sh tests/run.sh
 
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all demo test fuzz clean cuda-report
+.PHONY: all demo test fuzz clean cuda-report bench
 .SUFFIXES:
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
