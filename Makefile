@@ -115,6 +115,10 @@ $(SAN)/tests/%: tests/unit/%.c $(call objs,$(SAN))
 $(BUILD)/oracle_dump: tests/oracle/dump.c $(call objs,$(BUILD))
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
+# ---- the GPU check: CUDA against CPU, step by step (needs a GPU to run; links anywhere)
+$(BUILD)/gpu_compare: tests/gpu/compare.c $(call objs,$(BUILD))
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
 # ---- fuzzing: libFuzzer on the .bp front end (clang) ----------------------------------
 FUZZ_SRC := $(filter compiler/%,$(LIB_SRC)) $(GEN)/parser.c $(GEN)/lexer.c $(GEN)/templates.c
 $(BUILD)/fuzz_frontend: compiler/fuzz_frontend.c $(FUZZ_SRC) | $(PARSER) $(LEXER)
@@ -139,7 +143,7 @@ demo: $(BUILD)/bpc
 	$(BUILD)/bpc data fetch mnist --data $(DATA)
 	$(BUILD)/bpc train models/mnist_conv.bp --data $(DATA) --target cpu --epochs 3
 
-test: $(BUILD)/bpc $(SAN)/bpc $(UNIT) $(UNIT_SAN) $(BUILD)/fuzz_frontend $(BUILD)/oracle_dump $(BUILD)/bench_step
+test: $(BUILD)/bpc $(SAN)/bpc $(UNIT) $(UNIT_SAN) $(BUILD)/fuzz_frontend $(BUILD)/oracle_dump $(BUILD)/gpu_compare $(BUILD)/bench_step
 	BUILD=$(BUILD) DATA=$(DATA) sh tests/run.sh
 
 clean:
