@@ -19,8 +19,8 @@ fail=0
 for spec in mnist_dense:brainprop mnist_dense:ebp mnist_conv:brainprop mnist_conv:ebp \
             mnist_loccon:brainprop cifar10_conv:brainprop cifar10_deep:brainprop cifar10_deep:ebp; do
     m=${spec%%:*}; r=${spec#*:}
-    timeout 120 "$BUILD/gpu_compare" "models/$m.bp" "$r" "$STEPS" > "/tmp/gpu_$m_$r.log" 2>&1 || fail=1
-    grep -E '^RESULT|error|unavailable' "/tmp/gpu_$m_$r.log" || tail -n 5 "/tmp/gpu_$m_$r.log"
+    timeout 120 "$BUILD/gpu_compare" "models/$m.bp" "$r" "$STEPS" > "/tmp/gpu_${m}_${r}.log" 2>&1 || fail=1
+    grep -E '^RESULT|error|unavailable' "/tmp/gpu_${m}_${r}.log" || tail -n 5 "/tmp/gpu_${m}_${r}.log"
 done
 for m in models/*.bp; do
     "$BUILD/bpc" ptx "$m" -o /tmp/gpu_check.ptx --arch "sm_$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)" \
