@@ -123,9 +123,21 @@ $(BUILD)/gpu_compare: tests/gpu/compare.c $(call objs,$(BUILD))
 FUZZ_SRC := $(filter compiler/%,$(LIB_SRC)) $(GEN)/parser.c $(GEN)/lexer.c $(GEN)/templates.c
 $(BUILD)/fuzz_frontend: compiler/fuzz_frontend.c $(FUZZ_SRC) | $(PARSER) $(LEXER)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) $^ -o $@ -lm
-fuzz: $(BUILD)/fuzz_frontend
+# the data readers: one libFuzzer target per binary parser (IDX, CIFAR, the JPEG cache)
+DATA_SRC  := runtime/err.c runtime/idx.c runtime/mnist.c runtime/fetch.c runtime/cifar.c \
+             runtime/tinyimagenet.c runtime/dataset.c runtime/data_cmd.c runtime/jit_c.c
+DATA_FUZZ := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+$(DATA_FUZZ): $(BUILD)/%: tests/fuzz/%.c $(DATA_SRC) runtime/data.h runtime/data_priv.h
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -g -O1 \
+	  -fsanitize=fuzzer,address,undefined -Iruntime $(filter %.c,$^) -o $@ \
+	  $(ZLIB_LIBS) $(CRYPTO_LIBS) $(ARCHIVE_LIBS) $(JPEG_LIBS) -ldl -lm
+
+# `make fuzz FUZZ_SECONDS=3600` for a long run of every target
+fuzz: $(BUILD)/fuzz_frontend $(DATA_FUZZ)
 	@mkdir -p $(BUILD)/fuzz-corpus && cp models/*.bp tests/golden/*.bp $(BUILD)/fuzz-corpus/ 2>/dev/null; \
 	$(BUILD)/fuzz_frontend -max_total_time=$${FUZZ_SECONDS:-60} $(BUILD)/fuzz-corpus
+	@for t in $(DATA_FUZZ); do f=$${t##*/fuzz_}; mkdir -p $(BUILD)/fuzz-corpus-$$f && cp tests/fuzz/seeds/$$f/* $(BUILD)/fuzz-corpus-$$f/ && $$t -max_total_time=$${FUZZ_SECONDS:-60} -timeout=10 -rss_limit_mb=2048 $(BUILD)/fuzz-corpus-$$f || exit 1; done
 
 # ---- CUDA without a GPU: every model through NVRTC to PTX, ptxas for sm_90 -----------
 cuda-report: $(BUILD)/bpc
@@ -143,7 +155,7 @@ demo: $(BUILD)/bpc
 	$(BUILD)/bpc data fetch mnist --data $(DATA)
 	$(BUILD)/bpc train models/mnist_conv.bp --data $(DATA) --target cpu --epochs 3
 
-test: $(BUILD)/bpc $(SAN)/bpc $(UNIT) $(UNIT_SAN) $(BUILD)/fuzz_frontend $(BUILD)/oracle_dump $(BUILD)/gpu_compare $(BUILD)/bench_step
+test: $(BUILD)/bpc $(SAN)/bpc $(UNIT) $(UNIT_SAN) $(BUILD)/fuzz_frontend $(DATA_FUZZ) $(BUILD)/oracle_dump $(BUILD)/gpu_compare $(BUILD)/bench_step
 	BUILD=$(BUILD) DATA=$(DATA) sh tests/run.sh
 
 clean:

@@ -90,10 +90,15 @@ for t in tests/cli/test_*.sh; do
     run "$(basename "$t" .sh)" env BPC="$BPC" SANBPC="$SANBPC" BUILD="$BUILD" DATA="$DATA" sh "$t"
 done
 
-echo "== fuzzing the .bp front end for ${FUZZ_SECONDS}s"
+echo "== fuzzing the .bp front end and the data readers, ${FUZZ_SECONDS}s each"
 mkdir -p "$TMP/corpus"
 cp models/*.bp tests/golden/*.bp "$TMP/corpus/" 2>/dev/null
 run "fuzz frontend" "$BUILD/fuzz_frontend" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 "$TMP/corpus"
+for f in idx cifar jpeg_cache; do
+    mkdir -p "$TMP/corpus-$f"
+    cp tests/fuzz/seeds/$f/* "$TMP/corpus-$f/"
+    run "fuzz $f" "$BUILD/fuzz_$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 "$TMP/corpus-$f"
+done
 
 echo "== end to end: mnist_conv, 1 epoch on the real MNIST (CPU target)"
 run "train mnist_conv 1 epoch" sh tests/e2e_mnist.sh "$BPC" "$DATA"
