@@ -277,6 +277,10 @@ static void lower_dense(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp
  * in training, moving averages (momentum 0.99) in evaluation, epsilon 1e-3. */
 #define BN_MOMENTUM 0.99
 #define BN_EPS 1e-3
+/* Batch statistics go through per-chunk partial sums when a row of channels fits in
+ * a small stack array; BN_CHUNKS is fixed, so results never depend on threads. */
+#define BN_CHUNKS 32
+#define BN_MAX_CHUNKED_C 512
 static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
                      bp_prog *ev, int need_dx, bp_prog *bw) {
     long C = L->out.c, S = out->S, HW = S / C, B = c->p->batch;
@@ -290,8 +294,57 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     long dg = alloc_f(c, C), db = alloc_f(c, C);
     char what[64];
     snprintf(what, sizeof what, "batchnorm@%d:%d forward", L->loc.line, L->loc.col);
-    /* two-pass statistics in double, one channel per iteration */
-    int ks = kernel(c, C, 0, "bn_stats",
+    int chunked = C <= BN_MAX_CHUNKED_C;
+    long part = chunked ? alloc_f(c, BN_CHUNKS * C * 2) : 0;
+    int ks;
+    if (chunked) {
+        /* Statistics in two kernels that read the batch row by row (contiguous):
+         * each of BN_CHUNKS chunks of rows gets its mean and sum of squared deviations
+         * (two passes, in double), then one channel per iteration combines the chunks
+         * in a fixed order (Chan et al.'s pairwise update), so no result depends on
+         * the thread count. */
+        run(c, tr, kernel(c, BN_CHUNKS, 0, "bn_partial",
+            "long n = (long)d.nb * %ldL, per = (n + %dL - 1) / %dL;\n"
+            "    long r0 = i * per, r1 = r0 + per < n ? r0 + per : n;\n"
+            "    double s[%ld], q[%ld];\n"
+            "    for (int ch = 0; ch < %ld; ch++) { s[ch] = 0.0; q[ch] = 0.0; }\n"
+            "    for (long r = r0; r < r1; r++)\n"
+            "        for (int ch = 0; ch < %ld; ch++) s[ch] += A[%ldL + r * %ldL + ch];\n"
+            "    double m = r1 > r0 ? (double)(r1 - r0) : 1.0;\n"
+            "    for (int ch = 0; ch < %ld; ch++) s[ch] /= m;\n"
+            "    for (long r = r0; r < r1; r++)\n"
+            "        for (int ch = 0; ch < %ld; ch++) {\n"
+            "            double t = A[%ldL + r * %ldL + ch] - s[ch];\n"
+            "            q[ch] += t * t;\n"
+            "        }\n"
+            "    for (int ch = 0; ch < %ld; ch++) {\n"
+            "        A[%ldL + (i * %ldL + ch) * 2] = (bp_real)s[ch];\n"
+            "        A[%ldL + (i * %ldL + ch) * 2 + 1] = (bp_real)q[ch];\n"
+            "    }",
+            HW, BN_CHUNKS, BN_CHUNKS, C, C, C, C, in->act, C, C, C, in->act, C, C, part, C,
+            part, C), what);
+        ks = kernel(c, C, 0, "bn_stats",
+            "long n = (long)d.nb * %ldL, per = (n + %dL - 1) / %dL;\n"
+            "    double na = 0.0, mu = 0.0, m2 = 0.0;\n"
+            "    for (long k = 0; k < %dL; k++) {\n"
+            "        long r0 = k * per, r1 = r0 + per < n ? r0 + per : n;\n"
+            "        if (r1 <= r0) continue;\n"
+            "        double nb_ = (double)(r1 - r0), nab = na + nb_;\n"
+            "        double delta = A[%ldL + (k * %ldL + i) * 2] - mu;\n"
+            "        mu += delta * nb_ / nab;\n"
+            "        m2 += A[%ldL + (k * %ldL + i) * 2 + 1] + delta * delta * na * nb_ / nab;\n"
+            "        na = nab;\n"
+            "    }\n"
+            "    double v = m2 / (double)n;\n"
+            "    A[%ldL + i] = (bp_real)mu;\n"
+            "    A[%ldL + i] = (bp_real)(1.0 / sqrt(v + %.17g));\n"
+            "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * mu);\n"
+            "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * v);",
+            HW, BN_CHUNKS, BN_CHUNKS, BN_CHUNKS, part, C, part, C, mean, inv, BN_EPS, MM,
+            BN_MOMENTUM, MM, 1 - BN_MOMENTUM, MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM);
+    } else {
+        /* very wide layers: two-pass statistics in double, one channel per iteration */
+        ks = kernel(c, C, 0, "bn_stats",
         "long n = (long)d.nb * %ldL;\n"
         "    double s = 0.0, v = 0.0;\n"
         "    for (long r = 0; r < n; r++) s += A[%ldL + r * %ldL + i];\n"
@@ -304,6 +357,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
         "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * v);",
         HW, in->act, C, in->act, C, mean, inv, BN_EPS, MM, BN_MOMENTUM, MM, 1 - BN_MOMENTUM,
         MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM);
+    }
     int kn = kernel(c, S, 1, "bn_norm",
         "long ch = i %% %ldL;\n"
         "    bp_real xh = (A[%ldL + i] - A[%ldL + ch]) * A[%ldL + ch];\n"
@@ -320,7 +374,35 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     run(c, ev, ke, what);
 
     snprintf(what, sizeof what, "batchnorm@%d:%d backward", L->loc.line, L->loc.col);
-    run(c, bw, kernel(c, C, 0, "bn_reduce",
+    if (chunked) {
+        /* sum(dy * xhat) and sum(dy) per channel: per chunk of rows, then in order */
+        run(c, bw, kernel(c, BN_CHUNKS, 0, "bn_reduce_partial",
+            "long n = (long)d.nb * %ldL, per = (n + %dL - 1) / %dL;\n"
+            "    long r0 = i * per, r1 = r0 + per < n ? r0 + per : n;\n"
+            "    double sg[%ld], sb[%ld];\n"
+            "    for (int ch = 0; ch < %ld; ch++) { sg[ch] = 0.0; sb[ch] = 0.0; }\n"
+            "    for (long r = r0; r < r1; r++)\n"
+            "        for (int ch = 0; ch < %ld; ch++) {\n"
+            "            double dy = A[%ldL + r * %ldL + ch];\n"
+            "            sg[ch] += dy * A[%ldL + r * %ldL + ch];\n"
+            "            sb[ch] += dy;\n"
+            "        }\n"
+            "    for (int ch = 0; ch < %ld; ch++) {\n"
+            "        A[%ldL + (i * %ldL + ch) * 2] = (bp_real)sg[ch];\n"
+            "        A[%ldL + (i * %ldL + ch) * 2 + 1] = (bp_real)sb[ch];\n"
+            "    }",
+            HW, BN_CHUNKS, BN_CHUNKS, C, C, C, C, out->fb, C, xhat, C, C, part, C, part, C), what);
+        run(c, bw, kernel(c, C, 0, "bn_reduce",
+            "double sg = 0.0, sb = 0.0;\n"
+            "    for (long k = 0; k < %dL; k++) {\n"
+            "        sg += A[%ldL + (k * %ldL + i) * 2];\n"
+            "        sb += A[%ldL + (k * %ldL + i) * 2 + 1];\n"
+            "    }\n"
+            "    A[%ldL + i] = (bp_real)sg;\n"
+            "    A[%ldL + i] = (bp_real)sb;",
+            BN_CHUNKS, part, C, part, C, dg, db), what);
+    } else {
+        run(c, bw, kernel(c, C, 0, "bn_reduce",
         "long n = (long)d.nb * %ldL;\n"
         "    double sg = 0.0, sb = 0.0;\n"
         "    for (long r = 0; r < n; r++) {\n"
@@ -331,6 +413,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
         "    A[%ldL + i] = (bp_real)sg;\n"
         "    A[%ldL + i] = (bp_real)sb;",
         HW, out->fb, C, xhat, C, dg, db), what);
+    }
     if (need_dx)
         run(c, bw, kernel(c, S, 1, "bn_dx",
             "long ch = i %% %ldL;\n"
@@ -344,9 +427,9 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
         G, dg, BE, db), what);
 }
 
-/* Inverted dropout: keep with probability 1-rate and scale by 1/(1-rate). The draw is
- * Philox word j of (seed, step, sample b, BP_RNG_DROPOUT + layer), compared as an
- * integer so both targets keep the same units. */
+/* Inverted dropout: keep with probability 1-rate and scale by 1/(1-rate). Unit j of
+ * sample b draws word j%4 of the Philox block j/4 of (seed, step, b, BP_RNG_DROPOUT +
+ * layer), compared as an integer so both targets keep the same units. */
 static void lower_dropout(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
                           bp_prog *ev, int need_dx, bp_prog *bw) {
     long S = out->S, B = c->p->batch;
@@ -358,13 +441,20 @@ static void lower_dropout(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, 
     double scale = 1.0 / (1.0 - (double)L->rate); /* BP_C rounds it for float targets */
     char what[64];
     snprintf(what, sizeof what, "dropout@%d:%d forward", L->loc.line, L->loc.col);
-    run(c, tr, kernel(c, S, 1, "dropout",
-        "long b = i / %ldL, j = i %% %ldL;\n"
-        "    unsigned int u = bp_rand_u32(d.seed, d.step, (unsigned int)b, %uu, (unsigned int)j);\n"
-        "    bp_real m = u >= %uu ? BP_C(%.17g) : BP_C(0.0);\n"
-        "    A[%ldL + i] = m;\n"
-        "    A[%ldL + i] = A[%ldL + i] * m;",
-        S, S, (unsigned)(16u + (unsigned)l), thresh, scale, mask, out->act, in->act), what);
+    /* one Philox block gives the draws of four consecutive units */
+    long G = (S + 3) / 4;
+    run(c, tr, kernel(c, G, 1, "dropout",
+        "long b = i / %ldL, g = i %% %ldL;\n"
+        "    bp_u32x4 u = bp_rand_block(d.seed, d.step, (unsigned int)b, %uu, (unsigned int)g);\n"
+        "    for (int w = 0; w < 4; w++) {\n"
+        "        long j = g * 4 + w;\n"
+        "        if (j >= %ldL) break;\n"
+        "        bp_real m = u.v[w] >= %uu ? BP_C(%.17g) : BP_C(0.0);\n"
+        "        A[%ldL + b * %ldL + j] = m;\n"
+        "        A[%ldL + b * %ldL + j] = A[%ldL + b * %ldL + j] * m;\n"
+        "    }",
+        G, G, (unsigned)(16u + (unsigned)l), S, thresh, scale, mask, S, out->act, S, in->act, S),
+        what);
     run(c, ev, kernel(c, S, 1, "copy", "A[%ldL + i] = A[%ldL + i];", out->act, in->act), what);
     snprintf(what, sizeof what, "dropout@%d:%d backward", L->loc.line, L->loc.col);
     if (need_dx)
