@@ -1,0 +1,49 @@
+#!/bin/sh
+# test_fixture_train.sh: each data set's standard layout, written here as a small
+# fixture (CIFAR-10 and CIFAR-100 binary records, a Tiny ImageNet tree of real JPEGs),
+# trains its matching model for one step on the CPU target and evaluates it.
+# Env: BPC. Needs /usr/bin/python3 with PIL (Debian python3-pil) to encode the JPEGs.
+set -u
+T=$(mktemp -d "${TMPDIR:-/tmp}/bpc-fix.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+/usr/bin/python3 - "$T" <<'PY' || exit 1
+import os, random, struct, sys
+from PIL import Image
+root = sys.argv[1]
+rnd = random.Random(1)
+def records(n, labels):          # one label byte per label field, then 3072 channel-planar pixels
+    out = bytearray()
+    for _ in range(n):
+        for k in labels: out.append(rnd.randrange(k))
+        out += bytes(rnd.randrange(256) for _ in range(3072))
+    return bytes(out)
+c10 = os.path.join(root, "c10", "cifar-10-batches-bin"); os.makedirs(c10)
+for i in range(1, 6): open(os.path.join(c10, "data_batch_%d.bin" % i), "wb").write(records(30, [10]))
+open(os.path.join(c10, "test_batch.bin"), "wb").write(records(20, [10]))
+c100 = os.path.join(root, "c100", "cifar-100-binary"); os.makedirs(c100)
+open(os.path.join(c100, "train.bin"), "wb").write(records(150, [20, 100]))
+open(os.path.join(c100, "test.bin"), "wb").write(records(20, [20, 100]))
+tin = os.path.join(root, "tin", "tiny-imagenet-200"); os.makedirs(os.path.join(tin, "val", "images"))
+wnids = ["n%08d" % (1000 + k) for k in range(200)]
+open(os.path.join(tin, "wnids.txt"), "w").write("\n".join(wnids) + "\n")
+for k, w in enumerate(wnids):
+    d = os.path.join(tin, "train", w, "images"); os.makedirs(d)
+    mode = "L" if k % 50 == 0 else "RGB"   # a few grayscale images, as in the real set
+    Image.new(mode, (64, 64), color=(k % 256) if mode == "L" else (k % 256, 40, 200 - k % 200)).save(os.path.join(d, "%s_0.JPEG" % w))
+ann = []
+for v in range(20):
+    Image.new("RGB", (64, 64), color=(v * 10, 0, 0)).save(os.path.join(tin, "val", "images", "val_%d.JPEG" % v))
+    ann.append("val_%d.JPEG\t%s\t0\t0\t63\t63" % (v, wnids[v * 7 % 200]))
+open(os.path.join(tin, "val", "val_annotations.txt"), "w").write("\n".join(ann) + "\n")
+PY
+fails=0
+for spec in cifar10_conv:c10 cifar100_conv:c100 cifar10_loccon:c10 tinyimagenet_deep:tin; do
+    m=${spec%%:*}; d=${spec#*:}
+    if "$BPC" train "models/$m.bp" --data "$T/$d" --target cpu --epochs 1 > "$T/log" 2>&1 &&
+       grep -q "^test accuracy" "$T/log"; then
+        echo "ok   $m on the $d fixture"
+    else
+        echo "FAIL $m on the $d fixture:"; tail -n 15 "$T/log" | sed 's/^/  /'; fails=$((fails + 1))
+    fi
+done
+[ "$fails" -eq 0 ]
