@@ -22,7 +22,7 @@
  *    two more GEMMs of the same size (input gradient and weight gradient), and a
  *    multiply-add is 2 flops. Elementwise work is not counted.
  *  - sgemm_gflops: OpenBLAS cblas_sgemm on square N=2048 matrices (2 N^3 flops), best of
- *    3 after one warm-up call, with the same threads, in this process, after the steps.
+ *    5 after one warm-up call, with the same threads, in this process, after the steps.
  *  - peak_rss_mb: getrusage's ru_maxrss, read before the sgemm test allocates its
  *    matrices (the JIT's compiler runs in a child process and is not counted).
  * Exit status: 0, 1 on bad arguments or a model that does not compile, 2 on a runtime
@@ -80,7 +80,7 @@ static double quantile(const double *s, int n, double q) {
     return s[i] + (pos - i) * (s[i + 1] - s[i]);
 }
 
-/* Best-of-3 GFLOP/s of cblas_sgemm on N x N x N, after one warm-up call. */
+/* Best-of-5 GFLOP/s of cblas_sgemm on N x N x N, after one warm-up call. */
 static double sgemm_gflops(int n) {
     size_t nn = (size_t)n * n;
     float *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b), *c = malloc(nn * sizeof *c);
@@ -91,7 +91,7 @@ static double sgemm_gflops(int n) {
         c[i] = 0;
     }
     double best = 1e300;
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < 6; r++) {
         double t0 = now_ms();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
         double t = now_ms() - t0;
@@ -327,6 +327,13 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "threads", omp_get_max_threads());
     const char *core = openblas_get_corename();
     cJSON_AddStringToObject(o, "openblas_core", core ? core : "?");
+    /* what bp_tune_process set (or the user did): bench/run.py gives PyTorch the same */
+    cJSON *env = cJSON_AddObjectToObject(o, "env");
+    const char *names[] = {"OMP_WAIT_POLICY", "OPENBLAS_CORETYPE", "OMP_NUM_THREADS"};
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(names[i]);
+        if (v) cJSON_AddStringToObject(env, names[i], v);
+    }
     cJSON_AddNumberToObject(o, "macs_per_sample", (double)ir->macs);
     cJSON_AddNumberToObject(o, "params", (double)ir->params);
     cJSON_AddNumberToObject(o, "frontend_ms", frontend_ms);

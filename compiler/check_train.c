@@ -7,10 +7,10 @@
 #include "check.h"
 #include "suggest.h"
 
-enum { S_DATA, S_BATCH, S_SGD, S_LR_STEP, S_EPOCHS, S_EARLY_STOP, S_INIT, S_L2, S_SEED, NSET };
+enum { S_DATA, S_BATCH, S_SGD, S_LR_STEP, S_EPOCHS, S_EARLY_STOP, S_INIT, S_L2, S_SEED, S_VAL, NSET };
 
 static const char *const SETTINGS[NSET + 1] = {
-    "data", "batch", "sgd", "lr_step", "epochs", "early_stop", "init", "l2", "seed", NULL,
+    "data", "batch", "sgd", "lr_step", "epochs", "early_stop", "init", "l2", "seed", "val", NULL,
 };
 
 static const char *const USAGE[NSET] = {
@@ -23,6 +23,7 @@ static const char *const USAGE[NSET] = {
     "init normal STD",
     "l2 LAMBDA",
     "seed N",
+    "val test|N|FRACTION",
 };
 
 static const struct {
@@ -47,6 +48,7 @@ void bp_train_defaults(bp_train_cfg *t) {
     t->init_std = 0.005f;
     t->l2 = 0;
     t->seed = 1;
+    t->val_fraction = 0.1f;
 }
 
 int bp_is_train_setting(const char *w) {
@@ -128,6 +130,23 @@ static int read_setting(int k, const bp_stmt *s, bp_diag *d, bp_train_cfg *t,
     case S_SEED:
         if (!(a = one_value(d, s, USAGE[k]))) return -1;
         return bp_get_u64(d, a, "seed", &t->seed);
+    case S_VAL:
+        if (!(a = one_value(d, s, USAGE[k]))) return -1;
+        if (a->kind == BP_ARG_WORD && !strcmp(a->text, "test")) {
+            t->val_test = 1;
+            return 0;
+        }
+        if (a->kind == BP_ARG_NUM && a->is_int) {
+            if (bp_get_int(d, a, "val (validation images)", 1, 1000000000, &v)) return -1;
+            t->val_count = (long)v;
+            return 0;
+        }
+        if (a->kind == BP_ARG_NUM)
+            return bp_get_float(d, a, "val (validation fraction)", 0, 1, 1, 1, &t->val_fraction);
+        bp_diag_error(d, a->loc, "val takes 'test', a number of images or a fraction, as in "
+                                 "'val 0.1'");
+        bp_diag_hint(d, "usage: %s", USAGE[k]);
+        return -1;
     case S_SGD: {
         static const bp_optspec o[] = { { "lr", BP_OPT_NUM, 1, "lr 0.1" } };
         rc = bp_read_opts(d, s, s->args, USAGE[k], o, 1, seen, SETTINGS);

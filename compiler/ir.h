@@ -66,6 +66,13 @@ typedef struct {
     float init_std;      /* weights ~ normal(0, init_std) (default 0.005) */
     float l2;            /* lambda: lambda * sum(w^2) is added to the loss (default 0) */
     uint64_t seed;       /* Philox key (default 1) */
+    /* The validation split that early stopping and the choice of the tested weights
+     * watch (`val`): the test split (val_test = 1, the paper's protocol), or images
+     * held out from the end of the training split: val_count of them when > 0, else
+     * the fraction val_fraction (default 0.1). */
+    int val_test;
+    long val_count;
+    float val_fraction;
 } bp_train_cfg;
 
 typedef struct {

@@ -4,17 +4,24 @@
  *   bpc check MODEL.bp
  *   bpc ptx MODEL.bp -o net.ptx [--arch compute_90] [--rule R] [--batch N]
  *   bpc train MODEL.bp [--data DIR] [--target cpu|cuda|auto] [--epochs N] [--seed S]
- *             [--lr X] [--rule R] [--limit N] [--test-limit N] [--metrics FILE]
+ *             [--lr X] [--rule R] [--limit N] [--test-limit N] [--val N|F|test]
+ *             [--out RUN_DIR] [--resume RUN_DIR] [--metrics FILE] [--progress|--no-progress]
+ *   bpc eval MODEL.bp CHECKPOINT|RUN_DIR [--data DIR] [--json] [--target T] [--test-limit N]
  *   bpc data fetch|verify|info NAME [--data DIR]
  *
  * Exit status: 0 success; 1 an error in the user's input (the .bp file, the command
- * line, a model that does not fit its data); 2 an I/O, target or internal error.
+ * line, a model that does not fit its data, a checkpoint that does not fit the model);
+ * 2 an I/O, target or internal error; 130 / 143 training interrupted by SIGINT /
+ * SIGTERM (last.safetensors written).
  */
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include "checkpoint.h"
 #include "data.h"
+#include "eval.h"
 #include "frontend.h"
 #include "jit_cuda.h"
 #include "plan.h"
@@ -22,21 +29,24 @@
 #include "train.h"
 #include "tune.h"
 
-#define BPC_VERSION "0.1.0"
-
 static const char *usage =
     "usage: bpc MODEL.bp -o OUT.cu|OUT.c [--target cuda|c] [--rule brainprop|ebp] [--batch N]\n"
     "       bpc check MODEL.bp\n"
     "       bpc ptx MODEL.bp -o OUT.ptx [--arch compute_90] [--rule R] [--batch N]\n"
     "       bpc train MODEL.bp [--data DIR] [--target cpu|cuda|auto] [--epochs N] [--seed S]\n"
-    "                 [--lr X] [--rule brainprop|ebp] [--limit N] [--test-limit N] [--metrics FILE]\n"
+    "                 [--lr X] [--rule brainprop|ebp] [--limit N] [--test-limit N] [--val N|F|test]\n"
+    "                 [--out RUN_DIR] [--resume RUN_DIR] [--metrics FILE] [--progress|--no-progress]\n"
+    "       bpc eval MODEL.bp CHECKPOINT|RUN_DIR [--data DIR] [--json] [--target cpu|cuda|auto]\n"
+    "                 [--test-limit N]\n"
     "       bpc data fetch|verify|info NAME [--data DIR]\n"
     "       bpc --version | --help\n"
-    "exit status: 0 ok, 1 error in the input, 2 I/O or internal error\n";
+    "exit status: 0 ok, 1 error in the input, 2 I/O or internal error, 130/143 interrupted\n";
 
 typedef struct {
-    const char *model, *out, *target, *rule, *data, *arch, *metrics;
+    const char *model, *out, *target, *rule, *data, *arch, *metrics, *run_out, *resume;
     long batch, epochs, limit, test_limit;
+    bp_val_spec val;
+    int json, progress; /* progress: -1 auto, 0 off, 1 on */
     int has_seed;
     unsigned long long seed;
     double lr;
@@ -82,6 +92,17 @@ static int parse_args(int argc, char **argv, int start, args *a) {
         else if (t < 0) return -1;
         else if ((t = TAKE("--metrics")) > 0) a->metrics = argv[++i];
         else if (t < 0) return -1;
+        else if ((t = TAKE("--out")) > 0) a->run_out = argv[++i];
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--resume")) > 0) a->resume = argv[++i];
+        else if (t < 0) return -1;
+        else if ((t = TAKE("--val")) > 0) {
+            if (bp_val_parse(argv[++i], &a->val))
+                return bad_usage("--val takes 'test', a number of images (5000) or a fraction (0.1), not '%s'", argv[i]), -1;
+        } else if (t < 0) return -1;
+        else if (!strcmp(s, "--json")) a->json = 1;
+        else if (!strcmp(s, "--progress")) a->progress = 1;
+        else if (!strcmp(s, "--no-progress")) a->progress = 0;
         else if ((t = TAKE("--batch")) > 0) { if (parse_num(s, argv[++i], 1, 1 << 20, &d)) return -1; a->batch = (long)d; }
         else if (t < 0) return -1;
         else if ((t = TAKE("--epochs")) > 0) { if (parse_num(s, argv[++i], 1, 1e6, &d)) return -1; a->epochs = (long)d; }
@@ -200,24 +221,91 @@ static int cmd_check(args *a) {
     return 0;
 }
 
-static int cmd_train(args *a) {
-    if (a->npos != 1) return bad_usage("%s", "train takes one MODEL.bp");
+/* The command line as a shell would need it: each argument quoted where needed. */
+static char *command_line(int argc, char **argv) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *s = argv[i];
+        int plain = *s != 0;
+        for (const char *c = s; *c; c++)
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=@%+,-", *c)) plain = 0;
+        if (i) fputc(' ', f);
+        if (plain) { fputs(s, f); continue; }
+        fputc('\'', f);
+        for (const char *c = s; *c; c++) {
+            if (*c == '\'') fputs("'\\''", f);
+            else fputc(*c, f);
+        }
+        fputc('\'', f);
+    }
+    if (fclose(f)) { free(buf); return NULL; }
+    return buf;
+}
+
+static int target_of(const char *t, bp_target *out) {
+    if (!t) t = "auto";
+    if (!strcmp(t, "cpu") || !strcmp(t, "c")) *out = BP_TARGET_CPU;
+    else if (!strcmp(t, "cuda")) *out = BP_TARGET_CUDA;
+    else if (!strcmp(t, "auto")) *out = bp_cuda_available() ? BP_TARGET_CUDA : BP_TARGET_CPU;
+    else return bad_usage("--target is cpu, cuda or auto, not '%s'", t);
+    return 0;
+}
+
+/* Prints a runtime error: "bpc: error: MSG", or MSG alone when it is located
+ * ("file:line:col: error: ..."), or "bpc: MSG" for an interruption. */
+static void report(int rc, const bp_err *e) {
+    if (rc >= 128) fprintf(stderr, "bpc: %s\n", e->msg);
+    else fprintf(stderr, "%s%s\n", strstr(e->msg, ": error: ") ? "" : "bpc: error: ", e->msg);
+}
+
+static int cmd_train(args *a, int argc, char **argv) {
+    char model[4200];
+    if (a->npos == 0 && a->resume) {
+        /* bpc train --resume RUN: the run's own copy of the source */
+        snprintf(model, sizeof model, "%s/model.bp", a->resume);
+    } else if (a->npos == 1) {
+        snprintf(model, sizeof model, "%s", a->pos[0]);
+    } else {
+        return bad_usage("%s", "train takes one MODEL.bp");
+    }
+    if (a->resume && a->run_out && strcmp(a->resume, a->run_out))
+        return bad_usage("%s", "--resume RUN_DIR continues in RUN_DIR; --out must be the same folder or left out");
     bp_ir *ir;
-    int rc = load_model(a->pos[0], &ir);
+    int rc = load_model(model, &ir);
     if (rc) return rc;
+    char *cmd = command_line(argc, argv);
     bp_train_opts o = {.data_dir = a->data, .epochs = (int)a->epochs, .has_seed = a->has_seed,
                        .seed = a->seed, .lr = (float)a->lr, .limit = a->limit,
-                       .test_limit = a->test_limit, .metrics = a->metrics, .log = stdout};
-    if ((rc = rule_of(a, ir, &o.rule))) { bp_ir_free(ir); return rc; }
-    const char *t = a->target ? a->target : "auto";
-    if (!strcmp(t, "cpu") || !strcmp(t, "c")) o.target = BP_TARGET_CPU;
-    else if (!strcmp(t, "cuda")) o.target = BP_TARGET_CUDA;
-    else if (!strcmp(t, "auto")) o.target = bp_cuda_available() ? BP_TARGET_CUDA : BP_TARGET_CPU;
-    else { bp_ir_free(ir); return bad_usage("--target is cpu, cuda or auto, not '%s'", t); }
+                       .test_limit = a->test_limit, .metrics = a->metrics, .log = stdout,
+                       .val = a->val, .out_dir = a->run_out, .resume = a->resume,
+                       .command = cmd, .progress = a->progress, .has_rule = a->rule != NULL};
+    if ((rc = rule_of(a, ir, &o.rule)) || (rc = target_of(a->target, &o.target))) {
+        free(cmd);
+        bp_ir_free(ir);
+        return rc;
+    }
     bp_train_result res;
     bp_err e = {{0}};
     rc = bp_train(ir, &o, &res, &e);
-    if (rc) fprintf(stderr, "%s%s\n", strstr(e.msg, ": error: ") ? "" : "bpc: error: ", e.msg);
+    if (rc) report(rc, &e);
+    free(cmd);
+    bp_ir_free(ir);
+    return rc;
+}
+
+static int cmd_eval(args *a) {
+    if (a->npos != 2) return bad_usage("%s", "eval takes a MODEL.bp and a CHECKPOINT (a .safetensors file or a run folder)");
+    bp_ir *ir;
+    int rc = load_model(a->pos[0], &ir);
+    if (rc) return rc;
+    bp_eval_opts o = {.data_dir = a->data, .test_limit = a->test_limit, .json = a->json, .out = stdout};
+    if ((rc = target_of(a->target, &o.target))) { bp_ir_free(ir); return rc; }
+    bp_err e = {{0}};
+    rc = bp_eval_checkpoint(ir, a->pos[1], &o, &e);
+    if (rc) report(rc, &e);
     bp_ir_free(ir);
     return rc;
 }
@@ -242,10 +330,13 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) { fputs(usage, stdout); return 0; }
     if (!strcmp(cmd, "--version")) { printf("bpc %s\n", BPC_VERSION); return 0; }
     args a = {0};
-    int sub = !strcmp(cmd, "check") || !strcmp(cmd, "train") || !strcmp(cmd, "data") || !strcmp(cmd, "ptx");
+    a.progress = -1;
+    int sub = !strcmp(cmd, "check") || !strcmp(cmd, "train") || !strcmp(cmd, "data") ||
+              !strcmp(cmd, "ptx") || !strcmp(cmd, "eval");
     if (parse_args(argc, argv, sub ? 2 : 1, &a)) return 1;
     if (!strcmp(cmd, "check")) return cmd_check(&a);
-    if (!strcmp(cmd, "train")) return cmd_train(&a);
+    if (!strcmp(cmd, "train")) return cmd_train(&a, argc, argv);
+    if (!strcmp(cmd, "eval")) return cmd_eval(&a);
     if (!strcmp(cmd, "data")) return cmd_data(&a);
     if (!strcmp(cmd, "ptx")) return cmd_emit(&a, 1);
     return cmd_emit(&a, 0);
