@@ -85,6 +85,8 @@ int bp_read_whole(const char *path, const char *missing_hint, uint8_t **buf, siz
                   bp_err *e) {
     *buf = NULL;
     *n = 0;
+    struct stat pre; /* before opening: opening a FIFO would wait for a writer forever */
+    if (stat(path, &pre) == 0 && !S_ISREG(pre.st_mode)) return bp_fail(e, "%s: not a regular file", path);
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (errno == ENOENT) return bp_fail(e, "%s: not found; %s", path, missing_hint);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "philox.h"
 
 int bp_exec_open(bp_exec *x, const bp_plan *p, bp_target t, bp_err *e) {
@@ -12,6 +13,17 @@ int bp_exec_open(bp_exec *x, const bp_plan *p, bp_target t, bp_err *e) {
     x->target = t;
     x->be = t == BP_TARGET_CUDA ? &bp_backend_cuda : t == BP_TARGET_CPU64 ? &bp_backend_cpu64 : &bp_backend_cpu;
     x->real_size = t == BP_TARGET_CPU64 ? 8 : 4;
+    if (t != BP_TARGET_CUDA) {
+        /* refuse what cannot fit rather than be killed by the kernel half-way */
+        double need = p->arena_floats * (double)x->real_size + p->arena_ints * 4.0 +
+                      (double)p->batch * p->x_bytes;
+        double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+        if (have > 0 && need > 0.9 * have)
+            return bp_fail(e, "the model needs %.1f GiB of memory for a batch of %d (weights, "
+                              "activations, feedback), more than this machine's %.1f GiB; use a "
+                              "smaller batch (--batch) or model", need / 1073741824.0, p->batch,
+                           have / 1073741824.0);
+    }
     char *src = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&src, &len);
@@ -34,27 +46,37 @@ int bp_exec_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
     return x->be->run(x, g, d, e);
 }
 
+/* normal(0, std) for element j of tensor ti: Box-Muller on a pair of Philox words.
+ * Pair q = j/2 uses words 2*(q mod 2^31) and +1 of the stream with step q >> 31, so
+ * tensors beyond 2^32 elements never repeat. */
+static float init_normal(uint64_t seed, int ti, long j, float std) {
+    unsigned long long q = (unsigned long long)j / 2;
+    unsigned int idx = (unsigned int)(q & 0x7fffffffu) * 2u, step = (unsigned int)(q >> 31);
+    unsigned int a = bp_rand_u32(seed, step, (unsigned)ti, BP_RNG_INIT, idx);
+    unsigned int b = bp_rand_u32(seed, step, (unsigned)ti, BP_RNG_INIT, idx + 1u);
+    double u1 = ((double)a + 1.0) / 4294967296.0, u2 = (double)b / 4294967296.0; /* u1 in (0, 1] */
+    double r = sqrt(-2.0 * log(u1));
+    double z = (j % 2) ? r * sin(2.0 * M_PI * u2) : r * cos(2.0 * M_PI * u2);
+    return (float)(std * z);
+}
+
 int bp_exec_init_params(bp_exec *x, uint64_t seed, bp_err *e) {
     const bp_plan *p = x->plan;
+    enum { CHUNK = 1 << 20 }; /* initialise in slices: no second copy of a big tensor */
+    float *v = malloc(sizeof *v * CHUNK);
+    if (!v) return bp_fail(e, "out of memory initialising the weights");
     for (int ti = 0; ti < p->ntensors; ti++) {
         const bp_tensor *t = &p->tensors[ti];
-        float *v = malloc(sizeof *v * (size_t)t->size);
-        if (!v) return bp_fail(e, "out of memory initialising %s", t->name);
-        for (long j = 0; j < t->size; j++) {
-            if (t->init == BP_INIT_ZEROS) { v[j] = 0.0f; continue; }
-            if (t->init == BP_INIT_ONES) { v[j] = 1.0f; continue; }
-            /* Box-Muller on two 32-bit words; u1 in (0, 1] so the log is finite */
-            unsigned int a = bp_rand_u32(seed, 0, (unsigned)ti, BP_RNG_INIT, (unsigned)(2 * (j / 2)));
-            unsigned int b = bp_rand_u32(seed, 0, (unsigned)ti, BP_RNG_INIT, (unsigned)(2 * (j / 2) + 1));
-            double u1 = ((double)a + 1.0) / 4294967296.0, u2 = (double)b / 4294967296.0;
-            double r = sqrt(-2.0 * log(u1));
-            double z = (j % 2) ? r * sin(2.0 * M_PI * u2) : r * cos(2.0 * M_PI * u2);
-            v[j] = (float)(t->std * z);
+        for (long j0 = 0; j0 < t->size; j0 += CHUNK) {
+            long n = t->size - j0 < CHUNK ? t->size - j0 : CHUNK;
+#pragma omp parallel for schedule(static) if (n > 65536)
+            for (long k = 0; k < n; k++)
+                v[k] = t->init == BP_INIT_ZEROS ? 0.0f
+                     : t->init == BP_INIT_ONES ? 1.0f : init_normal(seed, ti, j0 + k, t->std);
+            if (bp_exec_put_f32(x, t->off + j0, v, n, e)) { free(v); return -1; }
         }
-        int rc = bp_exec_put_f32(x, t->off, v, t->size, e);
-        free(v);
-        if (rc) return rc;
     }
+    free(v);
     return 0;
 }
 

@@ -128,8 +128,15 @@ static int verify_four(const char *dir, const char *const md5s[NFILES], const ch
 }
 
 int bp_verify_mnist(const char *dir, bp_err *e) {
-    char fix[4200];
-    snprintf(fix, sizeof fix, "run `bpc data fetch mnist --data %s`", dir);
+    /* the hint names the data root: the folder above a standard "mnist" folder */
+    char fix[4200], root[4096];
+    snprintf(root, sizeof root, "%s", dir);
+    size_t n = strlen(root);
+    while (n > 1 && root[n - 1] == '/') root[--n] = 0;
+    char *slash = strrchr(root, '/');
+    if (slash && !strcmp(slash + 1, "mnist")) *(slash == root ? slash + 1 : slash) = 0;
+    else if (!strcmp(root, "mnist")) snprintf(root, sizeof root, ".");
+    snprintf(fix, sizeof fix, "run `bpc data fetch mnist --data %s`", root);
     return verify_four(dir, MD5S, "MNIST", fix, e);
 }
 

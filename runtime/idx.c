@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 /* What to do about a damaged file. */
@@ -56,6 +57,9 @@ int bp_idx_read(const char *path, int ndims, uint8_t **data, int dims[3], bp_err
         return bp_fail(e, "%s: bp_idx_read called with ndims %d; it must be 1, 2 or 3", path, ndims);
     const char *what = ndims == 3 ? "image" : ndims == 1 ? "label" : "data";
 
+    struct stat st; /* before opening: opening a FIFO would wait for a writer forever */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return bp_fail(e, "%s: not a regular file; point --data at the data set's files", path);
     errno = 0;
     gzFile f = gzopen(path, "rb");
     if (!f)

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,6 +41,7 @@ const char *bp_cache_dir(char *buf, size_t len, bp_err *e) {
     return buf;
 }
 
+/* SHA-256 of the strings in parts[] (each with its NUL), as hex. */
 static void sha256_hex(const char *parts[], int n, char out[65]) {
     unsigned char md[32];
     unsigned int mdlen = 0;
@@ -50,6 +53,25 @@ static void sha256_hex(const char *parts[], int n, char out[65]) {
     for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* SHA-256 of a file's bytes, as hex; -1 when it cannot be read. */
+static int sha256_file(const char *path, char out[65]) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    unsigned char buf[65536], md[32];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(ctx, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    unsigned int mdlen = 0;
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    if (bad) return -1;
+    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
 static int write_file(const char *path, const char *s, bp_err *e) {
     FILE *f = fopen(path, "w");
     if (!f) return bp_fail(e, "%s: cannot write: %s", path, strerror(errno));
@@ -58,6 +80,41 @@ static int write_file(const char *path, const char *s, bp_err *e) {
     bad |= fclose(f) != 0;
     if (bad) { unlink(path); return bp_fail(e, "%s: write failed (disk full?)", path); }
     return 0;
+}
+
+/* A cache entry is HASH.so plus HASH.so.sha256, the digest of the object written after
+ * it was complete. An object whose digest does not match (truncated, overwritten) is
+ * never loaded: dlopen of a damaged object can crash the process. */
+static void *load_checked(const char *so) {
+    char sum[4300], want[65] = "", got[65];
+    snprintf(sum, sizeof sum, "%s.sha256", so);
+    FILE *f = fopen(sum, "r");
+    if (!f) return NULL;
+    int ok = fscanf(f, "%64s", want) == 1;
+    fclose(f);
+    if (!ok || sha256_file(so, got) || strcmp(want, got)) return NULL;
+    return dlopen(so, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+}
+
+/* Runs argv (the compiler) with stdout and stderr into `log`; returns the wait status,
+ * or -1. The child is killed if bpc dies first, so an interrupted bpc leaves no
+ * compiler running. */
+static int run_compiler(char **argv, const char *log) {
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(126);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int status = -1;
+    if (pid < 0) return -1;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return -1;
+    return status;
 }
 
 void *bp_jit_c(const char *source, bp_err *e) {
@@ -71,57 +128,72 @@ void *bp_jit_c(const char *source, bp_err *e) {
     const char *parts[] = {source, cc, flags, extra};
     char hash[65];
     sha256_hex(parts, 4, hash);
-    char so[4200], src[4200], tmp[4300], log[4300];
+    char so[4200], src[4200], tmp[4300], log[4300], sum[4300];
     snprintf(so, sizeof so, "%s/%s.so", dir, hash);
     snprintf(src, sizeof src, "%s/%s.c", dir, hash);
-    if (access(so, R_OK) == 0) {
-        void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-        if (h) return h;
-        unlink(so); /* a stale or damaged entry: rebuild it */
-    }
+    snprintf(sum, sizeof sum, "%s.sha256", so);
+    void *h = load_checked(so);
+    if (h) return h;
+    unlink(so); /* missing, stale or damaged: rebuild it */
+    unlink(sum);
     if (write_file(src, source, e)) return NULL;
     snprintf(tmp, sizeof tmp, "%s/%s.so.%d.tmp", dir, hash, (int)getpid());
     snprintf(log, sizeof log, "%s/%s.log", dir, hash);
-    /* argv: cc FLAGS... [BPC_CFLAGS words] -o tmp src */
-    char *fl = strdup(flags), *ex = strdup(extra);
-    char *argv[64];
+    /* argv: CC words (CC may be "gcc -O1", as make allows), FLAGS, BPC_CFLAGS, -o tmp src */
+    char *ccw = strdup(cc), *fl = strdup(flags), *ex = strdup(extra);
+    char *argv[96];
     int argc = 0;
-    argv[argc++] = (char *)cc;
-    for (char *t = strtok(fl, " "); t && argc < 40; t = strtok(NULL, " ")) argv[argc++] = t;
-    for (char *t = strtok(ex, " "); t && argc < 56; t = strtok(NULL, " ")) argv[argc++] = t;
+    for (char *t = strtok(ccw, " "); t && argc < 32; t = strtok(NULL, " ")) argv[argc++] = t;
+    for (char *t = strtok(fl, " "); t && argc < 48; t = strtok(NULL, " ")) argv[argc++] = t;
+    for (char *t = strtok(ex, " "); t && argc < 88; t = strtok(NULL, " ")) argv[argc++] = t;
     argv[argc++] = "-o";
     argv[argc++] = tmp;
     argv[argc++] = src;
     argv[argc] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
-        execvp(cc, argv);
-        _exit(127);
-    }
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0) status = -1;
+    int status = argv[0] ? run_compiler(argv, log) : -1;
+    free(ccw);
     free(fl);
     free(ex);
-    if (status != 0) {
+    struct stat st;
+    int made = stat(tmp, &st) == 0 && st.st_size > 0;
+    if (status != 0 || !made) {
         unlink(tmp);
         char out[600] = "";
         FILE *f = fopen(log, "r");
         if (f) { size_t n = fread(out, 1, sizeof out - 1, f); out[n] = 0; fclose(f); }
         if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && !out[0])
             bp_fail(e, "cannot run the C compiler '%s': install gcc (or set CC)", cc);
+        else if (status == 0)
+            bp_fail(e, "the C compiler '%s' exited successfully but wrote no object file; "
+                       "set CC to a working C compiler", cc);
+        else if (!out[0])
+            bp_fail(e, "the C compiler '%s' failed (%s %d) on %s and printed nothing; "
+                       "set CC to a working C compiler", cc,
+                    WIFSIGNALED(status) ? "signal" : "exit status",
+                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), src);
         else
             bp_fail(e, "the C compiler failed on the generated source %s (log %s):\n%s", src, log, out);
         return NULL;
     }
-    if (rename(tmp, so)) {
+    char digest[65];
+    if (sha256_file(tmp, digest) || rename(tmp, so)) {
         unlink(tmp);
-        bp_fail(e, "%s: cannot rename into the cache: %s", so, strerror(errno));
+        bp_fail(e, "%s: cannot put the compiled model into the cache: %s", so, strerror(errno));
+        return NULL;
+    }
+    /* the digest last: until it is there, the entry does not count */
+    char sumtmp[4400];
+    snprintf(sumtmp, sizeof sumtmp, "%s.%d.tmp", sum, (int)getpid());
+    FILE *f = fopen(sumtmp, "w");
+    int bad = !f || fprintf(f, "%s\n", digest) < 0;
+    if (f) bad |= fclose(f) != 0;
+    if (bad || rename(sumtmp, sum)) {
+        unlink(sumtmp);
+        bp_fail(e, "%s: cannot write into the cache (disk full?)", sum);
         return NULL;
     }
     unlink(log);
-    void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    h = load_checked(so);
     if (!h) bp_fail(e, "%s: cannot load the compiled model: %s", so, dlerror());
     return h;
 }
