@@ -146,8 +146,8 @@ cuda-report: $(BUILD)/bpc
 # ---- make bench: bpc's CPU step against PyTorch, interleaved; writes bench/results.json
 $(BUILD)/bench_step: bench/bench_step.c $(call objs,$(BUILD))
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
-bench: $(BUILD)/bpc $(BUILD)/bench_step
-	BPC=$(BUILD)/bpc BUILD=$(BUILD) sh bench/run.sh
+bench: $(BUILD)/bench_step
+	BUILD=$(BUILD) sh bench/run.sh
 
 # ---- the two set-up commands ------------------------------------------------------------
 DATA ?= $(or $(BPC_DATA),$(HOME)/.cache/bpc/data)
