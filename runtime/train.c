@@ -304,7 +304,10 @@ static void fill_meta(run *r, bp_ckpt_meta *mt, const char *kind, int epoch, lon
                      "purpose) for dropout and exploration, (epoch, 0, shuffle) for the order");
     bp_ckpt_meta_set(mt, "batch", "%d", r->p->batch);
     bp_ckpt_meta_set(mt, "dataset", "%s", r->ds.name);
-    bp_ckpt_meta_set(mt, "data_dir", "%s", r->o.data_dir ? r->o.data_dir : "");
+    /* absolute, so that a resume from another directory finds the data */
+    char *abs = r->o.data_dir && strcmp(r->o.data_dir, "synthetic") ? realpath(r->o.data_dir, NULL) : NULL;
+    bp_ckpt_meta_set(mt, "data_dir", "%s", abs ? abs : r->o.data_dir ? r->o.data_dir : "");
+    free(abs);
     bp_ckpt_meta_set(mt, "limit", "%ld", r->o.limit);
     bp_ckpt_meta_set(mt, "test_limit", "%ld", r->o.test_limit);
     if (r->val_test) bp_ckpt_meta_set(mt, "val", "test");
@@ -314,6 +317,7 @@ static void fill_meta(run *r, bp_ckpt_meta *mt, const char *kind, int epoch, lon
     bp_ckpt_meta_set(mt, "test_images", "%ld", r->ntest);
     bp_ckpt_meta_set(mt, "target", "%s", r->o.target == BP_TARGET_CUDA ? "cuda" : "cpu");
     bp_ckpt_meta_set(mt, "lr0", "%.9g", r->lr0);
+    /* the rate of the epoch the weights come from: the one in progress when step > 0 */
     bp_ckpt_meta_set(mt, "lr", "%.9g", bp_lr_at(c, r->lr0, step ? epoch : epoch > 0 ? epoch - 1 : 0));
     bp_ckpt_meta_set(mt, "lr_every", "%d", c->lr_every);
     bp_ckpt_meta_set(mt, "lr_factor", "%.9g", c->lr_factor);
@@ -774,8 +778,21 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
         if (dec & BP_STOP_NEW_BEST) r->best_test = test;
         const float *st = r->stats;
         double seen = st[BP_STAT_SEEN] > 0 ? st[BP_STAT_SEEN] : 1;
-        /* last first, then best: a kill between them leaves a best that resume can
-         * rebuild from last (restore) */
+        /* The order matters for a kill at any point. metrics.jsonl first: a resume from
+         * the previous last.safetensors drops this line and writes it again. Then last,
+         * then best: a kill between the two leaves a best that restore() rebuilds from
+         * last (the best epoch is last's own epoch). */
+        for (int k = 0; k < 2 && !rc; k++) {
+            FILE *m = k ? rmf : mf;
+            if (!m) continue;
+            fprintf(m, "{\"epoch\": %d, \"lr\": %.9g, \"train_loss\": %.9g, \"train_reward\": %.9g, "
+                       "\"train_acc\": %.9g, \"val_acc\": %.9g, \"test_acc\": %.9g, "
+                       "\"best_epoch\": %d, \"seconds\": %.3f}\n",
+                    ep + 1, lr, st[BP_STAT_LOSS] / seen, st[BP_STAT_REWARD] / seen,
+                    st[BP_STAT_CORRECT] / seen, val, test, r->stop.best_epoch, secs);
+            if (fflush(m)) rc = (bp_fail(e, "cannot write the metrics file"), 2);
+        }
+        if (rc) break;
         if (bp_ckpt_get(&r->x, r->snap, e)) { rc = 2; break; }
         if (dec & BP_STOP_NEW_BEST) memcpy(r->best, r->snap, sizeof *r->snap * (size_t)nfloat);
         if (r->dir[0]) {
@@ -791,16 +808,6 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
                 ep + 1, r->epochs, lr, st[BP_STAT_LOSS] / seen, st[BP_STAT_REWARD] / seen,
                 st[BP_STAT_CORRECT] / seen, val, test, secs, dec & BP_STOP_NEW_BEST ? "  *" : "");
         fflush(r->log);
-        for (int k = 0; k < 2; k++) {
-            FILE *m = k ? rmf : mf;
-            if (!m) continue;
-            fprintf(m, "{\"epoch\": %d, \"lr\": %.9g, \"train_loss\": %.9g, \"train_reward\": %.9g, "
-                       "\"train_acc\": %.9g, \"val_acc\": %.9g, \"test_acc\": %.9g, "
-                       "\"best_epoch\": %d, \"seconds\": %.3f}\n",
-                    ep + 1, lr, st[BP_STAT_LOSS] / seen, st[BP_STAT_REWARD] / seen,
-                    st[BP_STAT_CORRECT] / seen, val, test, r->stop.best_epoch, secs);
-            if (fflush(m)) { rc = (bp_fail(e, "cannot write the metrics file"), 2); break; }
-        }
         res->final_loss = st[BP_STAT_LOSS] / seen;
         if (dec & BP_STOP_STOP) {
             stop = 1;
