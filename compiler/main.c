@@ -15,10 +15,12 @@
  * SIGTERM (last.safetensors written).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "checkpoint.h"
 #include "data.h"
 #include "eval.h"
@@ -61,69 +63,94 @@ static int bad_usage(const char *fmt, const char *what) {
     return 1;
 }
 
-static int parse_num(const char *flag, const char *s, double lo, double hi, double *v) {
+/* The options that take a value, what kind of value, and where it goes. */
+typedef enum { OPT_STR, OPT_COUNT, OPT_REAL, OPT_SEED, OPT_VAL } opt_kind;
+static const struct {
+    const char *flag;
+    opt_kind kind;
+    size_t off;
+    double lo, hi;
+} OPTS[] = {
+    {"-o", OPT_STR, offsetof(args, out), 0, 0},
+    {"--target", OPT_STR, offsetof(args, target), 0, 0},
+    {"--rule", OPT_STR, offsetof(args, rule), 0, 0},
+    {"--data", OPT_STR, offsetof(args, data), 0, 0},
+    {"--arch", OPT_STR, offsetof(args, arch), 0, 0},
+    {"--metrics", OPT_STR, offsetof(args, metrics), 0, 0},
+    {"--out", OPT_STR, offsetof(args, run_out), 0, 0},
+    {"--resume", OPT_STR, offsetof(args, resume), 0, 0},
+    {"--val", OPT_VAL, offsetof(args, val), 0, 0},
+    {"--batch", OPT_COUNT, offsetof(args, batch), 1, 1 << 20},
+    {"--epochs", OPT_COUNT, offsetof(args, epochs), 1, 1000000},
+    {"--limit", OPT_COUNT, offsetof(args, limit), 1, 1000000000},
+    {"--test-limit", OPT_COUNT, offsetof(args, test_limit), 1, 1000000000},
+    {"--lr", OPT_REAL, offsetof(args, lr), 1e-30, 1e6},
+    {"--seed", OPT_SEED, offsetof(args, seed), 0, 0},
+};
+#define NOPTS ((int)(sizeof OPTS / sizeof OPTS[0]))
+
+/* Stores one option's value; 0, or 1 after printing what is wrong with it. */
+static int set_opt(args *a, int k, const char *v) {
+    void *dst = (char *)a + OPTS[k].off;
+    const char *flag = OPTS[k].flag;
     char *end;
     errno = 0;
-    double d = strtod(s, &end);
-    if (errno || end == s || *end || !(d >= lo && d <= hi)) {
-        fprintf(stderr, "bpc: error: %s takes a number from %g to %g, not '%s'\n", flag, lo, hi, s);
-        return -1;
+    switch (OPTS[k].kind) {
+    case OPT_STR:
+        *(const char **)dst = v;
+        return 0;
+    case OPT_VAL:
+        if (bp_val_parse(v, dst))
+            return bad_usage("--val takes 'test', a number of images (5000) or a fraction (0.1), not '%s'", v);
+        return 0;
+    case OPT_COUNT: {
+        long n = strtol(v, &end, 10);
+        if (errno || end == v || *end || n < (long)OPTS[k].lo || n > (long)OPTS[k].hi) {
+            fprintf(stderr, "bpc: error: %s takes a whole number from %ld to %ld, not '%s'\n", flag,
+                    (long)OPTS[k].lo, (long)OPTS[k].hi, v);
+            return 1;
+        }
+        *(long *)dst = n;
+        return 0;
     }
-    *v = d;
-    return 0;
+    case OPT_REAL: {
+        double d = strtod(v, &end);
+        if (errno || end == v || *end || !(d >= OPTS[k].lo && d <= OPTS[k].hi)) {
+            fprintf(stderr, "bpc: error: %s takes a number from %g to %g, not '%s'\n", flag,
+                    OPTS[k].lo, OPTS[k].hi, v);
+            return 1;
+        }
+        *(double *)dst = d;
+        return 0;
+    }
+    case OPT_SEED: {
+        unsigned long long n = strtoull(v, &end, 10);
+        if (errno || !(*v >= '0' && *v <= '9') || *end)
+            return bad_usage("--seed takes an unsigned integer below 2^64, not '%s'", v);
+        *(unsigned long long *)dst = n;
+        a->has_seed = 1;
+        return 0;
+    }
+    }
+    return 1;
 }
 
 static int parse_args(int argc, char **argv, int start, args *a) {
+    int seen[NOPTS] = {0};
     for (int i = start; i < argc; i++) {
         const char *s = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double d;
-#define TAKE(flag) (!strcmp(s, flag) && (v ? 1 : (bad_usage("%s needs a value", flag), -1000)))
-        int t;
-        if ((t = TAKE("-o")) > 0) a->out = argv[++i];
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--target")) > 0) a->target = argv[++i];
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--rule")) > 0) a->rule = argv[++i];
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--data")) > 0) a->data = argv[++i];
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--arch")) > 0) a->arch = argv[++i];
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--metrics")) > 0) a->metrics = argv[++i];
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--out")) > 0) a->run_out = argv[++i];
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--resume")) > 0) a->resume = argv[++i];
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--val")) > 0) {
-            if (bp_val_parse(argv[++i], &a->val))
-                return bad_usage("--val takes 'test', a number of images (5000) or a fraction (0.1), not '%s'", argv[i]), -1;
-        } else if (t < 0) return -1;
-        else if (!strcmp(s, "--json")) a->json = 1;
+        int k = 0;
+        while (k < NOPTS && strcmp(s, OPTS[k].flag)) k++;
+        if (k < NOPTS) {
+            if (i + 1 >= argc) return bad_usage("%s needs a value", s);
+            if (seen[k]++) return bad_usage("%s is given twice", s);
+            if (set_opt(a, k, argv[++i])) return 1;
+        } else if (!strcmp(s, "--json")) a->json = 1;
         else if (!strcmp(s, "--progress")) a->progress = 1;
         else if (!strcmp(s, "--no-progress")) a->progress = 0;
-        else if ((t = TAKE("--batch")) > 0) { if (parse_num(s, argv[++i], 1, 1 << 20, &d)) return -1; a->batch = (long)d; }
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--epochs")) > 0) { if (parse_num(s, argv[++i], 1, 1e6, &d)) return -1; a->epochs = (long)d; }
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--limit")) > 0) { if (parse_num(s, argv[++i], 1, 1e9, &d)) return -1; a->limit = (long)d; }
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--test-limit")) > 0) { if (parse_num(s, argv[++i], 1, 1e9, &d)) return -1; a->test_limit = (long)d; }
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--lr")) > 0) { if (parse_num(s, argv[++i], 1e-30, 1e6, &d)) return -1; a->lr = d; }
-        else if (t < 0) return -1;
-        else if ((t = TAKE("--seed")) > 0) {
-            char *end;
-            errno = 0;
-            a->seed = strtoull(argv[++i], &end, 10);
-            if (errno || *end || argv[i][0] == '-' || !argv[i][0]) return bad_usage("--seed takes an unsigned integer, not '%s'", argv[i]);
-            a->has_seed = 1;
-        } else if (t < 0) return -1;
-        else if (s[0] == '-' && s[1]) return bad_usage("unknown option '%s'", s), -1;
+        else if (s[0] == '-' && s[1]) return bad_usage("unknown option '%s'", s);
         else if (a->npos < 4) a->pos[a->npos++] = s;
-        else return bad_usage("too many arguments at '%s'", s), -1;
-#undef TAKE
+        else return bad_usage("too many arguments at '%s'", s);
     }
     return 0;
 }
@@ -152,17 +179,24 @@ static int ends_with(const char *s, const char *suf) {
 }
 
 /* Writes `len` bytes to path via a temp file and rename, so a failed write never
- * leaves a truncated output behind. */
+ * leaves a truncated output behind. A path that exists and is not a regular file (a
+ * device such as /dev/stdout, a FIFO, a symbolic link) is written in place instead:
+ * renaming over it would replace the device or the link. */
 static int write_atomic(const char *path, const char *buf, size_t len) {
+    struct stat st;
+    int in_place = lstat(path, &st) == 0 && !S_ISREG(st.st_mode);
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { fprintf(stderr, "bpc: error: %s: %s\n", tmp, strerror(errno)); return 2; }
+    FILE *f = fopen(in_place ? path : tmp, "wb");
+    if (!f) { fprintf(stderr, "bpc: error: %s: %s\n", in_place ? path : tmp, strerror(errno)); return 2; }
     int bad = fwrite(buf, 1, len, f) != len;
+    bad |= fflush(f) != 0;
+    int err = errno;
     bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(errno));
-        remove(tmp);
+    if (!bad && !in_place && rename(tmp, path)) { bad = 1; err = errno; }
+    if (bad) {
+        fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(err ? err : EIO));
+        if (!in_place) remove(tmp);
         return 2;
     }
     return 0;
@@ -257,8 +291,12 @@ static int target_of(const char *t, bp_target *out) {
 /* Prints a runtime error: "bpc: error: MSG", or MSG alone when it is located
  * ("file:line:col: error: ..."), or "bpc: MSG" for an interruption. */
 static void report(int rc, const bp_err *e) {
-    if (rc >= 128) fprintf(stderr, "bpc: %s\n", e->msg);
-    else fprintf(stderr, "%s%s\n", strstr(e->msg, ": error: ") ? "" : "bpc: error: ", e->msg);
+    /* located: "PATH:LINE:COL: error: " right at the start, not somewhere in a log */
+    const char *s = e->msg, *colon = strchr(s, ':');
+    int line = 0, col = 0, n = 0;
+    int located = colon && sscanf(colon, ":%d:%d: error: %n", &line, &col, &n) == 2 && n > 0;
+    if (rc >= 128) fprintf(stderr, "bpc: %s\n", s);
+    else fprintf(stderr, "%s%s\n", located ? "" : "bpc: error: ", s);
 }
 
 static int cmd_train(args *a, int argc, char **argv) {
@@ -319,7 +357,7 @@ static int cmd_data(args *a) {
     }
     bp_err e = {{0}};
     int rc = bp_data_command(a->pos[0], a->pos[1], root, stdout, &e);
-    if (rc) fprintf(stderr, "bpc: %s%s\n", rc == 1 ? "" : "error: ", e.msg);
+    if (rc) fprintf(stderr, "bpc: error: %s\n", e.msg);
     return rc;
 }
 

@@ -785,12 +785,14 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
         for (int k = 0; k < 2 && !rc; k++) {
             FILE *m = k ? rmf : mf;
             if (!m) continue;
-            fprintf(m, "{\"epoch\": %d, \"lr\": %.9g, \"train_loss\": %.9g, \"train_reward\": %.9g, "
+            int w = fprintf(m, "{\"epoch\": %d, \"lr\": %.9g, \"train_loss\": %.9g, \"train_reward\": %.9g, "
                        "\"train_acc\": %.9g, \"val_acc\": %.9g, \"test_acc\": %.9g, "
                        "\"best_epoch\": %d, \"seconds\": %.3f}\n",
                     ep + 1, lr, st[BP_STAT_LOSS] / seen, st[BP_STAT_REWARD] / seen,
                     st[BP_STAT_CORRECT] / seen, val, test, r->stop.best_epoch, secs);
-            if (fflush(m)) rc = (bp_fail(e, "cannot write the metrics file"), 2);
+            if (w < 0 || fflush(m))
+                rc = (bp_fail(e, "%s: cannot write the metrics: %s", k ? "metrics.jsonl in the run folder" : o->metrics,
+                              strerror(errno)), 2);
         }
         if (rc) break;
         if (bp_ckpt_get(&r->x, r->snap, e)) { rc = 2; break; }

@@ -24,7 +24,7 @@ expect() {
 expect "missing model file" 2 "no_such.bp" "$SANBPC" check "$T/no_such.bp"
 expect "no arguments" 1 "usage" "$SANBPC"
 expect "unknown option" 1 "unknown option '--frobnicate'" "$SANBPC" check models/mnist_conv.bp --frobnicate
-expect "bad --epochs" 1 "--epochs takes a number" "$SANBPC" train models/mnist_conv.bp --epochs x
+expect "bad --epochs" 1 "--epochs takes a whole number" "$SANBPC" train models/mnist_conv.bp --epochs x
 expect "bad --rule" 1 "--rule is brainprop or ebp" "$SANBPC" models/mnist_conv.bp -o "$T/x.c" --rule maybe
 expect "emit without -o" 1 "missing -o" "$SANBPC" models/mnist_conv.bp
 
