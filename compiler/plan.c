@@ -14,7 +14,9 @@
  *    each unit's activation derivative (the three-factor rule).
  *  EBP: softmax + categorical cross-entropy, dL/dQ = (softmax(Q) - onehot)/nb.
  * The SGD step is folded into the weight GEMM: W <- (1 - 2 lr l2) W - lr * fb^T x.
- * The input feedback dX is always computed before W changes.
+ * The input feedback dX is always computed before W changes. A ReLU followed by batch
+ * norm (the paper's order) is not a pass of its own: the batch norm applies it as it
+ * reads, and stores relu(z) back for the backward gate.
  */
 #include "plan.h"
 #include <math.h>
@@ -26,6 +28,8 @@
 typedef struct {
     bp_plan *p;
     int oom;
+    int next_bn;       /* the layer being lowered is followed by batch norm */
+    int relu_pending;  /* it left its ReLU to that batch norm (see lower_bn) */
 } cg;
 
 static void *xrealloc(cg *c, void *ptr, size_t n) {
@@ -145,6 +149,10 @@ static void linear_update(cg *c, bp_prog *g, long fb, long x, long w, long rows,
 }
 
 static void relu_fwd(cg *c, int l, long act, long S, bp_prog *tr, bp_prog *ev, const char *what) {
+    if (c->next_bn) { /* the batch norm that follows applies it as it reads */
+        c->relu_pending = 1;
+        return;
+    }
     int k = kernel(c, S, 1, "relu", "bp_real v = A[%ldL + i]; A[%ldL + i] = v > BP_C(0.0) ? v : BP_C(0.0);",
                    act, act);
     run(c, tr, k, what);
@@ -284,6 +292,11 @@ static void lower_dense(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp
 static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
                      bp_prog *ev, int need_dx, bp_prog *bw) {
     long C = L->out.c, S = out->S, HW = S / C, B = c->p->batch;
+    /* Batch norm right after a layer with ReLU takes the ReLU over (that layer skipped
+     * its own pass): every read of the input goes through BP_RELU. */
+    int fuse_relu = c->relu_pending;
+    c->relu_pending = 0;
+    const char *rl = fuse_relu ? "BP_RELU" : "";
     /* read each offset at once: the next tensor() may move the list */
     long G = tensor_off(tensor(c, l, "gamma", C, BP_INIT_ONES, 0, 1));
     long BE = tensor_off(tensor(c, l, "beta", C, BP_INIT_ZEROS, 0, 1));
@@ -309,20 +322,20 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
             "    double s[%ld], q[%ld];\n"
             "    for (int ch = 0; ch < %ld; ch++) { s[ch] = 0.0; q[ch] = 0.0; }\n"
             "    for (long r = r0; r < r1; r++)\n"
-            "        for (int ch = 0; ch < %ld; ch++) s[ch] += A[%ldL + r * %ldL + ch];\n"
+            "        for (int ch = 0; ch < %ld; ch++) s[ch] += %s(A[%ldL + r * %ldL + ch]);\n"
             "    double m = r1 > r0 ? (double)(r1 - r0) : 1.0;\n"
             "    for (int ch = 0; ch < %ld; ch++) s[ch] /= m;\n"
             "    for (long r = r0; r < r1; r++)\n"
             "        for (int ch = 0; ch < %ld; ch++) {\n"
-            "            double t = A[%ldL + r * %ldL + ch] - s[ch];\n"
+            "            double t = %s(A[%ldL + r * %ldL + ch]) - s[ch];\n"
             "            q[ch] += t * t;\n"
             "        }\n"
             "    for (int ch = 0; ch < %ld; ch++) {\n"
             "        A[%ldL + (i * %ldL + ch) * 2] = (bp_real)s[ch];\n"
             "        A[%ldL + (i * %ldL + ch) * 2 + 1] = (bp_real)q[ch];\n"
             "    }",
-            HW, BN_CHUNKS, BN_CHUNKS, C, C, C, C, in->act, C, C, C, in->act, C, C, part, C,
-            part, C), what);
+            HW, BN_CHUNKS, BN_CHUNKS, C, C, C, C, rl, in->act, C, C, C, rl, in->act, C, C, part,
+            C, part, C), what);
         ks = kernel(c, C, 0, "bn_stats",
             "long n = (long)d.nb * %ldL, per = (n + %dL - 1) / %dL;\n"
             "    double na = 0.0, mu = 0.0, m2 = 0.0;\n"
@@ -347,28 +360,36 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
         ks = kernel(c, C, 0, "bn_stats",
         "long n = (long)d.nb * %ldL;\n"
         "    double s = 0.0, v = 0.0;\n"
-        "    for (long r = 0; r < n; r++) s += A[%ldL + r * %ldL + i];\n"
+        "    for (long r = 0; r < n; r++) s += %s(A[%ldL + r * %ldL + i]);\n"
         "    double mu = s / (double)n;\n"
-        "    for (long r = 0; r < n; r++) { double t = A[%ldL + r * %ldL + i] - mu; v += t * t; }\n"
+        "    for (long r = 0; r < n; r++) { double t = %s(A[%ldL + r * %ldL + i]) - mu; v += t * t; }\n"
         "    v /= (double)n;\n"
         "    A[%ldL + i] = (bp_real)mu;\n"
         "    A[%ldL + i] = (bp_real)(1.0 / sqrt(v + %.17g));\n"
         "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * mu);\n"
         "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * v);",
-        HW, in->act, C, in->act, C, mean, inv, BN_EPS, MM, BN_MOMENTUM, MM, 1 - BN_MOMENTUM,
-        MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM);
+        HW, rl, in->act, C, rl, in->act, C, mean, inv, BN_EPS, MM, BN_MOMENTUM, MM,
+        1 - BN_MOMENTUM, MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM);
     }
+    /* with the ReLU fused, the normalisation also stores relu(z) back for the ReLU's
+     * backward gate */
+    char wb[96] = "";
+    if (fuse_relu) snprintf(wb, sizeof wb, "    A[%ldL + i] = x;\n", in->act);
     int kn = kernel(c, S, 1, "bn_norm",
         "long ch = i %% %ldL;\n"
-        "    bp_real xh = (A[%ldL + i] - A[%ldL + ch]) * A[%ldL + ch];\n"
+        "    bp_real x = %s(A[%ldL + i]);\n"
+        "%s"
+        "    bp_real xh = (x - A[%ldL + ch]) * A[%ldL + ch];\n"
         "    A[%ldL + i] = xh;\n"
         "    A[%ldL + i] = A[%ldL + ch] * xh + A[%ldL + ch];",
-        C, in->act, mean, inv, xhat, out->act, G, BE);
+        C, rl, in->act, wb, mean, inv, xhat, out->act, G, BE);
     int ke = kernel(c, S, 1, "bn_infer",
         "long ch = i %% %ldL;\n"
-        "    bp_real xh = (A[%ldL + i] - A[%ldL + ch]) / BP_SQRT(A[%ldL + ch] + BP_C(%.9g));\n"
+        "    bp_real x = %s(A[%ldL + i]);\n"
+        "%s"
+        "    bp_real xh = (x - A[%ldL + ch]) / BP_SQRT(A[%ldL + ch] + BP_C(%.9g));\n"
         "    A[%ldL + i] = A[%ldL + ch] * xh + A[%ldL + ch];",
-        C, in->act, MM, MV, BN_EPS, out->act, G, BE);
+        C, rl, in->act, wb, MM, MV, BN_EPS, out->act, G, BE);
     run(c, tr, ks, what);
     run(c, tr, kn, what);
     run(c, ev, ke, what);
@@ -662,6 +683,7 @@ bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch) {
         bp_layer L = ir->layers[l];
         if (L.kind == BP_OUTPUT) L.rule = rule;
         int need_dx = l - 1 >= first_trainable;
+        c.next_bn = l + 1 < ir->n && ir->layers[l + 1].kind == BP_BATCHNORM;
         lbuf *in = &buf[l - 1], *o = &buf[l];
         switch (L.kind) {
         case BP_DENSE: lower_dense(&c, l, &L, in, o, &p->train, &p->eval, need_dx, std, l2, &bw[l]); break;

@@ -8,5 +8,6 @@ typedef float bp_real;
 #define BP_EXP expf
 #define BP_LOG logf
 #define BP_SQRT sqrtf
+#define BP_RELU(x) ((x) > BP_C(0.0) ? (x) : BP_C(0.0))
 #define BP_FN static inline
 #define BP_NEG_INF (-INFINITY)

@@ -7,5 +7,6 @@ typedef double bp_real;
 #define BP_EXP exp
 #define BP_LOG log
 #define BP_SQRT sqrt
+#define BP_RELU(x) ((x) > BP_C(0.0) ? (x) : BP_C(0.0))
 #define BP_FN static inline
 #define BP_NEG_INF (-INFINITY)
