@@ -44,6 +44,7 @@
 #include "exec.h"
 #include "frontend.h"
 #include "philox.h"
+#include "ir_json.h"
 #include "plan.h"
 #include "tune.h"
 
@@ -136,17 +137,12 @@ static double cold_open_ms(const bp_plan *p) {
     return t;
 }
 
-static cJSON *shape_json(bp_shape s) {
-    int v[3] = {s.h, s.w, s.c};
-    return cJSON_CreateIntArray(v, 3);
-}
-
 /* The IR's layer list, in the schema of tests/oracle/dump.c's model.json, for the
  * PyTorch twin (bench/torch_step.py). */
 static void write_layers_json(const char *path, const bp_ir *ir, const char *rule, int nb) {
     cJSON *root = cJSON_CreateObject();
-    cJSON *layers = root ? cJSON_AddArrayToObject(root, "layers") : NULL;
-    if (!layers) die(2, "out of memory");
+    cJSON *layers = root ? bp_ir_layers_json(ir) : NULL;
+    if (!layers || !cJSON_AddItemToObject(root, "layers", layers)) die(2, "out of memory");
     cJSON_AddStringToObject(root, "model", ir->name);
     cJSON_AddStringToObject(root, "path", ir->path);
     cJSON_AddStringToObject(root, "rule", rule);
@@ -155,33 +151,10 @@ static void write_layers_json(const char *path, const bp_ir *ir, const char *rul
     cJSON_AddNumberToObject(root, "l2", (double)ir->train.l2);
     cJSON_AddNumberToObject(root, "init_std", (double)ir->train.init_std);
     cJSON_AddNumberToObject(root, "macs", (double)ir->macs);
-    for (int i = 0; i < ir->n; i++) {
-        const bp_layer *L = &ir->layers[i];
-        cJSON *o = cJSON_CreateObject();
-        if (!o) die(2, "out of memory");
-        cJSON_AddItemToArray(layers, o);
-        cJSON_AddNumberToObject(o, "index", i);
-        cJSON_AddStringToObject(o, "kind", bp_layer_kind_name(L->kind));
-        cJSON_AddItemToObject(o, "in", shape_json(L->in));
-        cJSON_AddItemToObject(o, "out", shape_json(L->out));
-        cJSON_AddNumberToObject(o, "units", L->units);
-        cJSON_AddNumberToObject(o, "ksize", L->ksize);
-        cJSON_AddNumberToObject(o, "stride", L->stride);
-        cJSON_AddBoolToObject(o, "pad_same", L->pad_same);
-        cJSON_AddNumberToObject(o, "pad_top", L->pad_top);
-        cJSON_AddNumberToObject(o, "pad_left", L->pad_left);
-        cJSON_AddBoolToObject(o, "relu", L->relu);
-        cJSON_AddNumberToObject(o, "rate", (double)L->rate);
-        cJSON_AddNumberToObject(o, "epsilon", (double)L->epsilon);
-    }
-    char *txt = cJSON_Print(root);
+    bp_err e;
+    int bad = bp_json_write(path, root, &e);
     cJSON_Delete(root);
-    if (!txt) die(2, "out of memory");
-    FILE *f = fopen(path, "w");
-    if (!f) { fprintf(stderr, "bench_step: %s: %s\n", path, strerror(errno)); exit(2); }
-    int bad = fputs(txt, f) == EOF || fputc('\n', f) == EOF;
-    if (fclose(f) != 0 || bad) { fprintf(stderr, "bench_step: %s: write failed\n", path); exit(2); }
-    free(txt);
+    if (bad) die(2, e.msg);
 }
 
 /* Prints a JSON object as one line and frees it. */

@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include "exec.h"
 #include "frontend.h"
+#include "ir_json.h"
 #include "plan.h"
 #include "philox.h"
 #include "safetensors.h"
@@ -133,18 +134,11 @@ static void write_st(const char *dir, const char *file, tlist *l, const bp_st_me
     bp_st_free(&f);
 }
 
-static cJSON *shape_json(bp_shape s) {
-    int v[3] = {s.h, s.w, s.c};
-    cJSON *a = cJSON_CreateIntArray(v, 3);
-    if (!a) die("out of memory");
-    return a;
-}
-
 static void write_model_json(const char *dir, const bp_ir *ir, const char *rule, int nb,
                              unsigned long long seed) {
     cJSON *root = cJSON_CreateObject();
-    cJSON *layers = root ? cJSON_AddArrayToObject(root, "layers") : NULL;
-    if (!layers) die("out of memory");
+    cJSON *layers = root ? bp_ir_layers_json(ir) : NULL;
+    if (!layers || !cJSON_AddItemToObject(root, "layers", layers)) die("out of memory");
     cJSON_AddStringToObject(root, "model", ir->name);
     cJSON_AddStringToObject(root, "path", ir->path);
     cJSON_AddStringToObject(root, "rule", rule);
@@ -153,35 +147,12 @@ static void write_model_json(const char *dir, const bp_ir *ir, const char *rule,
     cJSON_AddNumberToObject(root, "seed", (double)seed);
     cJSON_AddNumberToObject(root, "step", STEP);
     cJSON_AddNumberToObject(root, "l2", (double)ir->train.l2);
-    for (int i = 0; i < ir->n; i++) {
-        const bp_layer *L = &ir->layers[i];
-        cJSON *o = cJSON_CreateObject();
-        if (!o) die("out of memory");
-        cJSON_AddItemToArray(layers, o);
-        cJSON_AddNumberToObject(o, "index", i);
-        cJSON_AddStringToObject(o, "kind", bp_layer_kind_name(L->kind));
-        cJSON_AddItemToObject(o, "in", shape_json(L->in));
-        cJSON_AddItemToObject(o, "out", shape_json(L->out));
-        cJSON_AddNumberToObject(o, "units", L->units);
-        cJSON_AddNumberToObject(o, "ksize", L->ksize);
-        cJSON_AddNumberToObject(o, "stride", L->stride);
-        cJSON_AddBoolToObject(o, "pad_same", L->pad_same);
-        cJSON_AddNumberToObject(o, "pad_top", L->pad_top);
-        cJSON_AddNumberToObject(o, "pad_left", L->pad_left);
-        cJSON_AddBoolToObject(o, "relu", L->relu);
-        cJSON_AddNumberToObject(o, "rate", (double)L->rate);
-        cJSON_AddNumberToObject(o, "epsilon", (double)L->epsilon);
-    }
-    char *txt = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!txt) die("out of memory");
     char path[4200];
     snprintf(path, sizeof path, "%s/model.json", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) { fprintf(stderr, "oracle_dump: %s: %s\n", path, strerror(errno)); exit(1); }
-    int bad = fputs(txt, f) == EOF || fputc('\n', f) == EOF;
-    if (fclose(f) != 0 || bad) { fprintf(stderr, "oracle_dump: %s: write failed (disk full?)\n", path); exit(1); }
-    free(txt);
+    bp_err e;
+    int bad = bp_json_write(path, root, &e);
+    cJSON_Delete(root);
+    if (bad) die(e.msg);
 }
 
 int main(int argc, char **argv) {
