@@ -54,6 +54,8 @@ typedef struct {
     double lr;
     const char *pos[4];
     int npos;
+    const char *given[32];  /* the options given, for the check that each applies */
+    int ngiven;
 } args;
 
 static int bad_usage(const char *fmt, const char *what) {
@@ -149,6 +151,7 @@ static int parse_args(int argc, char **argv, int start, args *a) {
         else if (!strcmp(s, "--progress")) a->progress = 1;
         else if (!strcmp(s, "--no-progress")) a->progress = 0;
         else if (s[0] == '-' && s[1]) return bad_usage("unknown option '%s'", s);
+        if (s[0] == '-' && s[1]) { if (a->ngiven < 32) a->given[a->ngiven++] = s; }
         else if (a->npos < 4) a->pos[a->npos++] = s;
         else return bad_usage("too many arguments at '%s'", s);
     }
@@ -361,6 +364,19 @@ static int cmd_data(args *a) {
     return rc;
 }
 
+/* 0 when every option given applies to the command; else 1 after saying which not. */
+static int options_apply(const args *a, const char *cmd, const char *allowed) {
+    for (int i = 0; i < a->ngiven; i++) {
+        char word[64];
+        snprintf(word, sizeof word, " %s ", a->given[i]);
+        if (!strstr(allowed, word)) {
+            fprintf(stderr, "bpc: error: %s does not apply to `bpc %s`\n%s", a->given[i], cmd, usage);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     bp_tune_process(argv);
     if (argc < 2) { fputs(usage, stderr); return 1; }
@@ -372,6 +388,19 @@ int main(int argc, char **argv) {
     int sub = !strcmp(cmd, "check") || !strcmp(cmd, "train") || !strcmp(cmd, "data") ||
               !strcmp(cmd, "ptx") || !strcmp(cmd, "eval");
     if (parse_args(argc, argv, sub ? 2 : 1, &a)) return 1;
+    static const struct { const char *cmd, *allowed; } APPLY[] = {
+        {"check", " "},
+        {"train", " --data --target --epochs --seed --lr --rule --limit --test-limit --val --out "
+                  "--resume --metrics --progress --no-progress "},
+        {"eval", " --data --json --target --test-limit "},
+        {"data", " --data "},
+        {"ptx", " -o --arch --rule --batch "},
+        {"emit", " -o --target --rule --batch "},
+    };
+    const char *name = sub ? cmd : "emit";
+    for (size_t i = 0; i < sizeof APPLY / sizeof APPLY[0]; i++)
+        if (!strcmp(APPLY[i].cmd, name) && options_apply(&a, sub ? cmd : "MODEL.bp -o", APPLY[i].allowed))
+            return 1;
     if (!strcmp(cmd, "check")) return cmd_check(&a);
     if (!strcmp(cmd, "train")) return cmd_train(&a, argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(&a);

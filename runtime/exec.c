@@ -21,7 +21,7 @@ int bp_exec_open(bp_exec *x, const bp_plan *p, bp_target t, bp_err *e) {
         if (have > 0 && need > 0.9 * have)
             return bp_fail(e, "the model needs %.1f GiB of memory for a batch of %d (weights, "
                               "activations, feedback), more than this machine's %.1f GiB; use a "
-                              "smaller batch (--batch) or model", need / 1073741824.0, p->batch,
+                              "smaller batch (the train block's `batch`) or model", need / 1073741824.0, p->batch,
                            have / 1073741824.0);
     }
     char *src = NULL;
