@@ -1,5 +1,6 @@
 /* backend_cpu.c: the CPU target. Kernels come from the JIT-compiled emitted C (one
- * exported function each), GEMMs go to CBLAS (OpenBLAS), arenas are host memory.
+ * exported function each), or, in a standalone trainer, from the kernels linked into
+ * it (linked.h); GEMMs go to CBLAS (OpenBLAS), arenas are host memory.
  * The same code serves the double-precision variant (CPU64) used by gradient tests. */
 #include <cblas.h>
 #include <dlfcn.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include "exec.h"
 #include "jit_c.h"
+#include "linked.h"
 
 typedef void (*bp_kfn)(void *, int *, const unsigned char *, const bp_dyn *);
 
@@ -68,6 +70,15 @@ static int cpu_open(bp_exec *x, const char *source, bp_err *e) {
         return bp_fail(e, "out of memory: the model needs %.1f MiB of arenas",
                        (p->arena_floats * (double)x->real_size + p->arena_ints * 4.0) / 1048576.0);
     }
+    void (*lf)(void) = NULL;
+    if (bp_linked_c(source, NULL, &lf, e) == 1) { /* a standalone trainer: no compiler */
+        for (int i = 0; i < p->nkernels; i++) {
+            if (bp_linked_c(source, p->kernels[i].name, &lf, e) != 1) { cpu_close(x); return -1; }
+            c->fn[i] = (bp_kfn)lf;
+        }
+        return 0;
+    }
+    if (bp_linked_only) { cpu_close(x); return bp_linked_refuse(e, x->real_size == 8 ? "double-precision CPU" : "CPU"); }
     c->so = bp_jit_c(source, e);
     if (!c->so) { cpu_close(x); return -1; }
     for (int i = 0; i < p->nkernels; i++) {

@@ -26,6 +26,7 @@
 #include "exec.h"
 #include "gemm_map.h"
 #include "jit_cuda.h"
+#include "linked.h"
 
 #ifdef BPC_HAVE_CUDA
 
@@ -80,6 +81,19 @@ static int load_module(cuda *s, const char *image, bp_err *e) {
 
 /* Compiles the source for this GPU and loads it (see the head of the file). */
 static int build_module(cuda *s, const bp_plan *p, const char *source, int cc, bp_err *e) {
+    /* a standalone trainer: the image linked into it, no NVRTC */
+    const unsigned char *linked;
+    const char *larch;
+    if (bp_linked_image(source, cc, &linked, &larch)) {
+        snprintf(s->arch, sizeof s->arch, "%s", larch);
+        return load_module(s, (const char *)linked, e);
+    }
+    if (bp_linked_only) {
+        char w[200];
+        snprintf(w, sizeof w, "this trainer holds no CUDA kernels for the GPU %s (sm_%d); rebuild it "
+                 "with `bpc build --target cuda` where NVRTC knows that architecture", s->gpu, cc);
+        return unavailable(e, w);
+    }
     int archs[64];
     int na = bp_nvrtc_archs(archs, 64, e);
     if (na < 0) return unavailable(e, e->msg);

@@ -852,10 +852,10 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
             bp_evaluate(&r->x, &r->ds.test, r->ntest, NULL, &res->final_test_acc, e)) { rc = 2; goto done; }
     }
     fprintf(r->log, "test accuracy %.4f (%ld images) with the weights of epoch %d, the best "
-                    "validation accuracy %.4f (%s); %d epochs, %.1f s per epoch (training)\n",
+                    "validation accuracy %.4f (%s); %d epoch%s, %.1f s per epoch (training)\n",
             res->final_test_acc, r->ntest, r->stop.best_epoch, r->stop.best,
             r->val_test ? "on the test split, the paper's protocol" : "on the held-out training images",
-            r->epoch, res->seconds_per_epoch);
+            r->epoch, r->epoch == 1 ? "" : "s", res->seconds_per_epoch);
     if (r->stop.best_epoch != r->epoch)
         fprintf(r->log, "the last epoch's weights (epoch %d) had test accuracy %.4f\n", r->epoch,
                 r->last_test);

@@ -1,0 +1,59 @@
+/* cli.h: the run options of `bpc train`, shared by bpc and by standalone trainers.
+ *
+ * `bpc train MODEL.bp ...` (compiler/main.c) and a trainer made by `bpc build`
+ * (compiler/trainer.c) take the same options with the same checks and messages, so
+ * they are parsed, turned into bp_train_opts and reported here, once.
+ */
+#ifndef BPC_CLI_H
+#define BPC_CLI_H
+
+#include "exec.h"
+#include "ir.h"
+#include "train.h"
+
+typedef struct {
+    const char *model, *out, *target, *rule, *data, *arch, *metrics, *run_out, *resume;
+    long batch, epochs, limit, test_limit;
+    bp_val_spec val;
+    int json, progress; /* progress: -1 auto, 0 off, 1 on */
+    int has_seed;
+    unsigned long long seed;
+    double lr;
+    const char *pos[4];
+    int npos;
+} bp_cli_args;
+
+/* The program name in messages ("bpc", or the trainer's name) and the usage text printed
+ * after a usage error. Set once by main(). */
+extern const char *bp_cli_prog;
+extern const char *bp_cli_usage;
+
+/* Prints "PROG: error: " fmt (with one string) and the usage; returns 1. */
+int bp_cli_bad_usage(const char *fmt, const char *what);
+
+/* Parses argv[start..argc) into *a (which the caller zeroes, progress = -1): -o,
+ * --target, --rule, --data, --arch, --metrics, --out, --resume, --val, --batch,
+ * --epochs, --limit, --test-limit, --lr, --seed (each with a value, at most once),
+ * --json, --progress, --no-progress, and up to 4 positional arguments.
+ * Returns 0, or 1 after printing what is wrong. */
+int bp_cli_parse(int argc, char **argv, int start, bp_cli_args *a);
+
+/* The rule: --rule, else the output layer's. 0, or 1 after a usage error. */
+int bp_cli_rule(const bp_cli_args *a, const bp_ir *ir, bp_rule *r);
+
+/* --target cpu|c|cuda|auto (NULL: auto) to a target. 0, or 1 after a usage error. */
+int bp_cli_target(const char *t, bp_target *out);
+
+/* The command line as a shell would need it (malloc'd), or NULL. */
+char *bp_cli_command_line(int argc, char **argv);
+
+/* Prints a runtime error: "PROG: error: MSG", MSG alone when it is located
+ * ("file:line:col: error: ..."), or "PROG: MSG" for an interruption (rc >= 128). */
+void bp_cli_report(int rc, const bp_err *e);
+
+/* Trains ir with the options in a (everything but the model path, and --resume/--out
+ * consistency, which the caller checks); target is the chosen target. Prints errors.
+ * Returns bp_train's status (0, 1, 2, 130, 143). */
+int bp_cli_train(const bp_cli_args *a, bp_ir *ir, bp_target target, int argc, char **argv);
+
+#endif
