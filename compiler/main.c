@@ -27,6 +27,8 @@
 #include "frontend.h"
 #include "jit_cuda.h"
 #include "plan.h"
+#include "plot.h"
+#include "repro.h"
 #include "report.h"
 #include "train.h"
 #include "tune.h"
@@ -41,6 +43,8 @@ static const char *usage =
     "       bpc eval MODEL.bp CHECKPOINT|RUN_DIR [--data DIR] [--json] [--target cpu|cuda|auto]\n"
     "                 [--test-limit N]\n"
     "       bpc data fetch|verify|info NAME [--data DIR]\n"
+    "       bpc plot RUN_DIR... [-o FILE.svg|FILE.png] [--metric test_acc|val_acc|train_acc|train_loss]\n"
+    "       bpc repro --models M,... [--rules brainprop,ebp] [--seeds 1,2,3] --out GRID_DIR [train options]\n"
     "       bpc --version | --help\n"
     "exit status: 0 ok, 1 error in the input, 2 I/O or internal error, 130/143 interrupted\n";
 
@@ -383,6 +387,9 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) { fputs(usage, stdout); return 0; }
     if (!strcmp(cmd, "--version")) { printf("bpc %s\n", BPC_VERSION); return 0; }
+    /* these two read their own options */
+    if (!strcmp(cmd, "plot")) return bp_cmd_plot(argc - 2, argv + 2);
+    if (!strcmp(cmd, "repro")) return bp_cmd_repro(argc - 2, argv + 2);
     args a = {0};
     a.progress = -1;
     int sub = !strcmp(cmd, "check") || !strcmp(cmd, "train") || !strcmp(cmd, "data") ||

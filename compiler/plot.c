@@ -270,7 +270,7 @@ static void write_svg(FILE *f, const series *s, int n, int mi, const char *title
     if (pct && y1 > 100 && y1 - ys < 100) y1 = 100;
 
     const double W = 800, L = 80, R = 770, T = 50, B = 410;
-    const double H = 480 + 20.0 * n;
+    const double H = 490 + 20.0 * n;
 #define PX(v) (L + ((v) - x0) / (x1 - x0) * (R - L))
 #define PY(v) (B - ((v) - y0) / (y1 - y0) * (B - T))
     char ylab[128];
@@ -432,8 +432,8 @@ static int plot_gnuplot(const char *gp, const series *s, int n, int mi, const ch
         gp_str(f, tmp);
         fprintf(f, "\nset title ");
         gp_str(f, title);
-        fprintf(f, "\nset xlabel 'epoch'\nset ylabel '%s%s'\nset grid\nset key %s right\n",
-                METRIC_NAMES[mi], pct ? " (%)" : "", pct ? "bottom" : "top");
+        fprintf(f, "\nset xlabel 'epoch'\nset ylabel '%s%s'\nset grid\nset key outside right top vertical Left reverse\n",
+                METRIC_NAMES[mi], pct ? " (%)" : "");
         fprintf(f, "set xtics nomirror\nset ytics nomirror\nplot ");
         for (int i = 0; i < n; i++) {
             char d[4300];

@@ -341,7 +341,7 @@ static int write_results(const char *grid, cell *cells, char **names, int nm, ch
             fprintf(f, "| %s | %s | %d of %d | %s | %s | %s | %s | %s |\n", names[m],
                     !strcmp(rules[r], "ebp") ? "EBP" : "BrainProp", k, ns, a, b, e, sp, k ? w : "-");
         }
-    fprintf(f, "\nEach cell: mean (sample standard deviation) over the seeds; (-) where only one "
+    fprintf(f, "\nEach entry: mean (sample standard deviation) over the seeds; (-) where only one "
                "run is done. The test accuracy is that of the weights of the epoch with the best "
                "validation accuracy");
     if (any)

@@ -1,0 +1,116 @@
+#!/bin/sh
+# test_repro.sh: `bpc repro`, end to end on the real MNIST (CPU target), on a grid small
+# enough to take seconds: mnist_dense x (BrainProp, EBP) x seeds 1 and 2, one epoch on
+# 1000 images. Checks:
+#  - one run folder per cell, each a complete `bpc train --out` folder;
+#  - results.md: a row per (model, rule) with the test accuracy and the epochs to the
+#    best validation accuracy as mean (std) over the two seeds, seconds per epoch, each
+#    run, the machine, the date and the exact command; the per-model plot is valid SVG;
+#  - the same command again skips every finished cell (no training: the summaries are
+#    untouched) and rewrites the table;
+#  - a cell without summary.json but with last.safetensors is resumed, not restarted;
+#  - a finished cell trained with other options, and bad arguments, are refused.
+# Env: BPC, DATA (data root holding mnist/), PYTHON (default /usr/bin/python3).
+set -u
+T=$(mktemp -d "${TMPDIR:-/tmp}/bpc-repro.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+PY=${PYTHON:-/usr/bin/python3}
+fails=0
+
+ok() { echo "ok   $1"; }
+bad() { echo "FAIL $1"; fails=$((fails + 1)); [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/  /' "$2" | tail -n 30; }
+
+expect() {
+    name=$1 want=$2 pat=$3; shift 3
+    "$@" > "$T/out" 2> "$T/err"
+    rc=$?
+    if [ "$rc" -ne "$want" ] || ! grep -q -F -e "$pat" "$T/err"; then
+        bad "$name: exit $rc (want $want), wanted: $pat" "$T/err"
+    else
+        ok "$name"
+    fi
+}
+
+G=$T/grid
+CELLS="mnist_dense-brainprop-seed1 mnist_dense-brainprop-seed2 mnist_dense-ebp-seed1 mnist_dense-ebp-seed2"
+repro() {
+    BPC_GNUPLOT=none "$BPC" repro --models mnist_dense --rules brainprop,ebp --seeds 1,2 --out "$G" \
+        --data "$DATA" --target cpu --epochs 1 --limit 1000 --test-limit 200 --no-progress "$@"
+}
+
+# ---- the grid -----------------------------------------------------------------------------
+if repro > "$T/r1.log" 2>&1; then ok "repro runs the grid"; else bad "repro runs the grid" "$T/r1.log"; fi
+n=0
+for c in $CELLS; do
+    for f in model.bp command.txt metrics.jsonl summary.json best.safetensors last.safetensors; do
+        [ -s "$G/$c/$f" ] || { bad "$c holds $f"; n=1; }
+    done
+done
+[ $n -eq 0 ] && ok "one complete run folder per (model, rule, seed)"
+"$PY" - "$G" <<'EOF' > "$T/md.log" 2>&1 && ok "results.md: mean (std) per (model, rule), each run, machine, date, command" || bad "results.md" "$T/md.log"
+import json, re, statistics, sys, xml.dom.minidom
+g = sys.argv[1]
+md = open(f"{g}/results.md").read()
+for rule, name in (("brainprop", "BrainProp"), ("ebp", "EBP")):
+    m = re.search(r"^\| mnist_dense \| %s \| 2 of 2 \| ([0-9.]+) \(([0-9.]+)\) \| ([0-9.]+) \(([0-9.]+)\) \|"
+                  r" [0-9.]+ \([0-9.]+\) \| ([0-9.]+) \|" % name, md, re.M)
+    assert m, f"no row for {name} in\n{md}"
+    s = [json.load(open(f"{g}/mnist_dense-{rule}-seed{k}/summary.json")) for k in (1, 2)]
+    acc = [100 * x["test_acc"] for x in s]
+    assert abs(float(m.group(1)) - statistics.mean(acc)) < 0.006, (m.group(1), acc)
+    assert abs(float(m.group(2)) - statistics.stdev(acc)) < 0.006, (m.group(2), acc)
+    assert float(m.group(3)) == 1.0 and float(m.group(4)) == 0.0, m.group(0)  # one epoch
+    for k in (1, 2):
+        assert re.search(r"^\| mnist_dense-%s-seed%d \| %d \| [0-9.]+ \| 1 \| 1 \|" % (rule, k, k), md, re.M), md
+assert re.search(r"^- Machine: .+, \d+ cores online, [0-9.]+ GiB memory", md, re.M), md
+assert re.search(r"^- Date: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", md, re.M), md
+assert "bpc repro --models mnist_dense --rules brainprop,ebp --seeds 1,2 --out " in md, md
+assert "200 mnist test images" in md, md
+assert "(plot-mnist_dense.svg)" in md, md
+d = xml.dom.minidom.parse(f"{g}/plot-mnist_dense.svg")
+assert len(d.getElementsByTagName("polyline")) == 4
+EOF
+grep -q -F "bpc repro --models mnist_dense" "$G/mnist_dense-ebp-seed2/command.txt" \
+    && ok "each run's command.txt holds the repro command" || bad "command.txt" "$G/mnist_dense-ebp-seed2/command.txt"
+
+# ---- the same command again: nothing retrained --------------------------------------------
+stamps() { for c in $CELLS; do stat -c '%y' "$G/$c/summary.json" "$G/$c/last.safetensors"; done; }
+stamps > "$T/before"
+if repro > "$T/r2.log" 2>&1; then ok "the same command again"; else bad "the same command again" "$T/r2.log"; fi
+stamps > "$T/after"
+if cmp -s "$T/before" "$T/after" && [ "$(grep -c ': done (test accuracy .*); skipped$' "$T/r2.log")" -eq 4 ] &&
+   ! grep -q "^bpc: training" "$T/r2.log"; then
+    ok "finished cells are skipped (summaries and checkpoints untouched)"
+else
+    diff "$T/before" "$T/after" >> "$T/r2.log"
+    bad "finished cells are skipped" "$T/r2.log"
+fi
+grep -q "^| mnist_dense | EBP | 2 of 2 |" "$G/results.md" && ok "results.md rewritten from the summaries" || bad "results.md rewritten" "$G/results.md"
+
+# ---- a cell stopped before its summary is resumed ------------------------------------------
+cp "$G/mnist_dense-ebp-seed2/summary.json" "$T/summary.json"
+rm "$G/mnist_dense-ebp-seed2/summary.json"
+if repro > "$T/r3.log" 2>&1 && grep -q "ebp seed 2: resuming " "$T/r3.log" &&
+   [ "$(grep -c "skipped$" "$T/r3.log")" -eq 3 ] &&
+   "$PY" -c 'import json,sys; a, b = (json.load(open(p)) for p in sys.argv[1:]); a.pop("seconds_per_epoch"); b.pop("seconds_per_epoch"); assert a == b, (a, b)' \
+       "$T/summary.json" "$G/mnist_dense-ebp-seed2/summary.json" >> "$T/r3.log" 2>&1; then
+    ok "a cell with last.safetensors but no summary is resumed to the same result"
+else
+    bad "resume a cell" "$T/r3.log"
+fi
+
+# ---- refusals -------------------------------------------------------------------------------
+expect "a finished cell trained with another --limit" 1 "mnist_dense-brainprop-seed1 was trained with --limit 1000" \
+    env BPC_GNUPLOT=none "$BPC" repro --models mnist_dense --seeds 1,2 --out "$G" --data "$DATA" --target cpu \
+    --epochs 1 --limit 2000 --test-limit 200
+expect "--out is required" 1 "--out GRID_DIR is required" "$BPC" repro --models mnist_dense
+expect "--models is required" 1 "--models is required" "$BPC" repro --out "$T/g2"
+expect "an unknown model" 1 "--models: no model 'nosuch'" "$BPC" repro --models nosuch --out "$T/g2"
+expect "an unknown rule" 1 "--rules takes brainprop and ebp, not 'sgd'" "$BPC" repro --models mnist_dense --rules sgd --out "$T/g2"
+expect "a bad seed" 1 "--seeds takes unsigned integers below 2^64, not 'x'" "$BPC" repro --models mnist_dense --seeds 1,x --out "$T/g2"
+expect "a repeated seed" 1 "--seeds names '1' twice" "$BPC" repro --models mnist_dense --seeds 1,1 --out "$T/g2"
+expect "an unknown option" 1 "unknown option '--rule'" "$BPC" repro --models mnist_dense --rule ebp --out "$T/g2"
+[ -e "$T/g2" ] && bad "nothing created on a refused command"
+
+[ "$fails" -eq 0 ] && echo "test_repro: all passed" || echo "test_repro: $fails failed"
+[ "$fails" -eq 0 ]
