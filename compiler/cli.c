@@ -105,8 +105,22 @@ int bp_cli_parse(int argc, char **argv, int start, bp_cli_args *a) {
         else if (!strcmp(s, "--progress")) a->progress = 1;
         else if (!strcmp(s, "--no-progress")) a->progress = 0;
         else if (s[0] == '-' && s[1]) return bp_cli_bad_usage("unknown option '%s'", s);
+        if (s[0] == '-' && s[1]) { if (a->ngiven < 32) a->given[a->ngiven++] = s; }
         else if (a->npos < 4) a->pos[a->npos++] = s;
         else return bp_cli_bad_usage("too many arguments at '%s'", s);
+    }
+    return 0;
+}
+
+int bp_cli_options_apply(const bp_cli_args *a, const char *cmd, const char *allowed) {
+    for (int i = 0; i < a->ngiven; i++) {
+        char word[64];
+        snprintf(word, sizeof word, " %s ", a->given[i]);
+        if (!strstr(allowed, word)) {
+            fprintf(stderr, "%s: error: %s does not apply to `%s%s%s`\n%s", bp_cli_prog, a->given[i],
+                    bp_cli_prog, cmd ? " " : "", cmd ? cmd : "", bp_cli_usage);
+            return 1;
+        }
     }
     return 0;
 }

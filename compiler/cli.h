@@ -21,7 +21,13 @@ typedef struct {
     double lr;
     const char *pos[4];
     int npos;
+    const char *given[32];  /* the options given, for the check that each applies */
+    int ngiven;
 } bp_cli_args;
+
+/* The options `bpc train` takes, as bp_cli_options_apply wants them. */
+#define BP_CLI_TRAIN_OPTIONS " --data --target --epochs --seed --lr --rule --limit --test-limit " \
+                             "--val --out --resume --metrics --progress --no-progress "
 
 /* The program name in messages ("bpc", or the trainer's name) and the usage text printed
  * after a usage error. Set once by main(). */
@@ -34,9 +40,14 @@ int bp_cli_bad_usage(const char *fmt, const char *what);
 /* Parses argv[start..argc) into *a (which the caller zeroes, progress = -1): -o,
  * --target, --rule, --data, --arch, --metrics, --out, --resume, --val, --batch,
  * --epochs, --limit, --test-limit, --lr, --seed (each with a value, at most once),
- * --json, --progress, --no-progress, and up to 4 positional arguments.
+ * --json, --progress, --no-progress, and up to 4 positional arguments. The options
+ * are also listed in given[] (for bp_cli_options_apply).
  * Returns 0, or 1 after printing what is wrong. */
 int bp_cli_parse(int argc, char **argv, int start, bp_cli_args *a);
+
+/* 0 when every option given is a word of `allowed` (" --a --b "); else 1 after
+ * "PROG: error: OPT does not apply to `PROG CMD`" (`PROG` alone when cmd is NULL). */
+int bp_cli_options_apply(const bp_cli_args *a, const char *cmd, const char *allowed);
 
 /* The rule: --rule, else the output layer's. 0, or 1 after a usage error. */
 int bp_cli_rule(const bp_cli_args *a, const bp_ir *ir, bp_rule *r);

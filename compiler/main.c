@@ -8,6 +8,9 @@
  *             [--out RUN_DIR] [--resume RUN_DIR] [--metrics FILE] [--progress|--no-progress]
  *   bpc eval MODEL.bp CHECKPOINT|RUN_DIR [--data DIR] [--json] [--target T] [--test-limit N]
  *   bpc data fetch|verify|info NAME [--data DIR]
+ *   bpc build MODEL.bp -o TRAINER [--target cpu|cuda] [--arch LIST]   (compiler/build.c)
+ *   bpc plot RUN_DIR... / bpc repro ...            (compiler/plot.c, compiler/repro.c)
+ * The options of `bpc train` are parsed in compiler/cli.c, shared with the trainers.
  *
  * Exit status: 0 success; 1 an error in the user's input (the .bp file, the command
  * line, a model that does not fit its data, a checkpoint that does not fit the model);
@@ -21,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "build.h"
 #include "checkpoint.h"
+#include "cli.h"
 #include "data.h"
 #include "eval.h"
 #include "frontend.h"
@@ -43,124 +48,14 @@ static const char *usage =
     "       bpc eval MODEL.bp CHECKPOINT|RUN_DIR [--data DIR] [--json] [--target cpu|cuda|auto]\n"
     "                 [--test-limit N]\n"
     "       bpc data fetch|verify|info NAME [--data DIR]\n"
+    "       bpc build MODEL.bp -o TRAINER [--target cpu|cuda] [--arch sm_90,compute_75]\n"
     "       bpc plot RUN_DIR... [-o FILE.svg|FILE.png] [--metric test_acc|val_acc|train_acc|train_loss]\n"
     "       bpc repro --models M,... [--rules brainprop,ebp] [--seeds 1,2,3] --out GRID_DIR [train options]\n"
     "       bpc --version | --help\n"
     "exit status: 0 ok, 1 error in the input, 2 I/O or internal error, 130/143 interrupted\n";
 
-typedef struct {
-    const char *model, *out, *target, *rule, *data, *arch, *metrics, *run_out, *resume;
-    long batch, epochs, limit, test_limit;
-    bp_val_spec val;
-    int json, progress; /* progress: -1 auto, 0 off, 1 on */
-    int has_seed;
-    unsigned long long seed;
-    double lr;
-    const char *pos[4];
-    int npos;
-    const char *given[32];  /* the options given, for the check that each applies */
-    int ngiven;
-} args;
-
-static int bad_usage(const char *fmt, const char *what) {
-    fprintf(stderr, "bpc: error: ");
-    fprintf(stderr, fmt, what);
-    fprintf(stderr, "\n%s", usage);
-    return 1;
-}
-
-/* The options that take a value, what kind of value, and where it goes. */
-typedef enum { OPT_STR, OPT_COUNT, OPT_REAL, OPT_SEED, OPT_VAL } opt_kind;
-static const struct {
-    const char *flag;
-    opt_kind kind;
-    size_t off;
-    double lo, hi;
-} OPTS[] = {
-    {"-o", OPT_STR, offsetof(args, out), 0, 0},
-    {"--target", OPT_STR, offsetof(args, target), 0, 0},
-    {"--rule", OPT_STR, offsetof(args, rule), 0, 0},
-    {"--data", OPT_STR, offsetof(args, data), 0, 0},
-    {"--arch", OPT_STR, offsetof(args, arch), 0, 0},
-    {"--metrics", OPT_STR, offsetof(args, metrics), 0, 0},
-    {"--out", OPT_STR, offsetof(args, run_out), 0, 0},
-    {"--resume", OPT_STR, offsetof(args, resume), 0, 0},
-    {"--val", OPT_VAL, offsetof(args, val), 0, 0},
-    {"--batch", OPT_COUNT, offsetof(args, batch), 1, 1 << 20},
-    {"--epochs", OPT_COUNT, offsetof(args, epochs), 1, 1000000},
-    {"--limit", OPT_COUNT, offsetof(args, limit), 1, 1000000000},
-    {"--test-limit", OPT_COUNT, offsetof(args, test_limit), 1, 1000000000},
-    {"--lr", OPT_REAL, offsetof(args, lr), 1e-30, 1e6},
-    {"--seed", OPT_SEED, offsetof(args, seed), 0, 0},
-};
-#define NOPTS ((int)(sizeof OPTS / sizeof OPTS[0]))
-
-/* Stores one option's value; 0, or 1 after printing what is wrong with it. */
-static int set_opt(args *a, int k, const char *v) {
-    void *dst = (char *)a + OPTS[k].off;
-    const char *flag = OPTS[k].flag;
-    char *end;
-    errno = 0;
-    switch (OPTS[k].kind) {
-    case OPT_STR:
-        *(const char **)dst = v;
-        return 0;
-    case OPT_VAL:
-        if (bp_val_parse(v, dst))
-            return bad_usage("--val takes 'test', a number of images (5000) or a fraction (0.1), not '%s'", v);
-        return 0;
-    case OPT_COUNT: {
-        long n = strtol(v, &end, 10);
-        if (errno || end == v || *end || n < (long)OPTS[k].lo || n > (long)OPTS[k].hi) {
-            fprintf(stderr, "bpc: error: %s takes a whole number from %ld to %ld, not '%s'\n", flag,
-                    (long)OPTS[k].lo, (long)OPTS[k].hi, v);
-            return 1;
-        }
-        *(long *)dst = n;
-        return 0;
-    }
-    case OPT_REAL: {
-        double d = strtod(v, &end);
-        if (errno || end == v || *end || !(d >= OPTS[k].lo && d <= OPTS[k].hi)) {
-            fprintf(stderr, "bpc: error: %s takes a number from %g to %g, not '%s'\n", flag,
-                    OPTS[k].lo, OPTS[k].hi, v);
-            return 1;
-        }
-        *(double *)dst = d;
-        return 0;
-    }
-    case OPT_SEED: {
-        unsigned long long n = strtoull(v, &end, 10);
-        if (errno || !(*v >= '0' && *v <= '9') || *end)
-            return bad_usage("--seed takes an unsigned integer below 2^64, not '%s'", v);
-        *(unsigned long long *)dst = n;
-        a->has_seed = 1;
-        return 0;
-    }
-    }
-    return 1;
-}
-
-static int parse_args(int argc, char **argv, int start, args *a) {
-    int seen[NOPTS] = {0};
-    for (int i = start; i < argc; i++) {
-        const char *s = argv[i];
-        int k = 0;
-        while (k < NOPTS && strcmp(s, OPTS[k].flag)) k++;
-        if (k < NOPTS) {
-            if (i + 1 >= argc) return bad_usage("%s needs a value", s);
-            if (seen[k]++) return bad_usage("%s is given twice", s);
-            if (set_opt(a, k, argv[++i])) return 1;
-        } else if (!strcmp(s, "--json")) a->json = 1;
-        else if (!strcmp(s, "--progress")) a->progress = 1;
-        else if (!strcmp(s, "--no-progress")) a->progress = 0;
-        else if (s[0] == '-' && s[1]) return bad_usage("unknown option '%s'", s);
-        if (s[0] == '-' && s[1]) { if (a->ngiven < 32) a->given[a->ngiven++] = s; }
-        else if (a->npos < 4) a->pos[a->npos++] = s;
-        else return bad_usage("too many arguments at '%s'", s);
-    }
-    return 0;
-}
+typedef bp_cli_args args;
+#define bad_usage bp_cli_bad_usage
 
 /* Parses and checks the model; 0 with *ir set, or the exit status. */
 static int load_model(const char *path, bp_ir **ir) {
@@ -169,15 +64,6 @@ static int load_model(const char *path, bp_ir **ir) {
     if (*ir) return 0;
     if (nerr) fprintf(stderr, "%d error%s\n", nerr, nerr == 1 ? "" : "s");
     return io ? 2 : 1;
-}
-
-static int rule_of(const args *a, const bp_ir *ir, bp_rule *r) {
-    *r = ir->layers[ir->n - 1].rule;
-    if (!a->rule) return 0;
-    if (!strcmp(a->rule, "brainprop")) *r = BP_RULE_BRAINPROP;
-    else if (!strcmp(a->rule, "ebp")) *r = BP_RULE_EBP;
-    else return bad_usage("--rule is brainprop or ebp, not '%s'", a->rule);
-    return 0;
 }
 
 static int ends_with(const char *s, const char *suf) {
@@ -220,7 +106,7 @@ static int cmd_emit(args *a, int ptx) {
     int rc = load_model(a->pos[0], &ir);
     if (rc) return rc;
     bp_rule rule;
-    if ((rc = rule_of(a, ir, &rule))) { bp_ir_free(ir); return rc; }
+    if ((rc = bp_cli_rule(a, ir, &rule))) { bp_ir_free(ir); return rc; }
     bp_plan *p = bp_plan_build(ir, rule, (int)a->batch);
     char *src = NULL;
     size_t len = 0;
@@ -262,50 +148,6 @@ static int cmd_check(args *a) {
     return 0;
 }
 
-/* The command line as a shell would need it: each argument quoted where needed. */
-static char *command_line(int argc, char **argv) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return NULL;
-    for (int i = 0; i < argc; i++) {
-        const char *s = argv[i];
-        int plain = *s != 0;
-        for (const char *c = s; *c; c++)
-            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=@%+,-", *c)) plain = 0;
-        if (i) fputc(' ', f);
-        if (plain) { fputs(s, f); continue; }
-        fputc('\'', f);
-        for (const char *c = s; *c; c++) {
-            if (*c == '\'') fputs("'\\''", f);
-            else fputc(*c, f);
-        }
-        fputc('\'', f);
-    }
-    if (fclose(f)) { free(buf); return NULL; }
-    return buf;
-}
-
-static int target_of(const char *t, bp_target *out) {
-    if (!t) t = "auto";
-    if (!strcmp(t, "cpu") || !strcmp(t, "c")) *out = BP_TARGET_CPU;
-    else if (!strcmp(t, "cuda")) *out = BP_TARGET_CUDA;
-    else if (!strcmp(t, "auto")) *out = bp_cuda_available() ? BP_TARGET_CUDA : BP_TARGET_CPU;
-    else return bad_usage("--target is cpu, cuda or auto, not '%s'", t);
-    return 0;
-}
-
-/* Prints a runtime error: "bpc: error: MSG", or MSG alone when it is located
- * ("file:line:col: error: ..."), or "bpc: MSG" for an interruption. */
-static void report(int rc, const bp_err *e) {
-    /* located: "PATH:LINE:COL: error: " right at the start, not somewhere in a log */
-    const char *s = e->msg, *colon = strchr(s, ':');
-    int line = 0, col = 0, n = 0;
-    int located = colon && sscanf(colon, ":%d:%d: error: %n", &line, &col, &n) == 2 && n > 0;
-    if (rc >= 128) fprintf(stderr, "bpc: %s\n", s);
-    else fprintf(stderr, "%s%s\n", located ? "" : "bpc: error: ", s);
-}
-
 static int cmd_train(args *a, int argc, char **argv) {
     char model[4200];
     if (a->npos == 0 && a->resume) {
@@ -321,22 +163,9 @@ static int cmd_train(args *a, int argc, char **argv) {
     bp_ir *ir;
     int rc = load_model(model, &ir);
     if (rc) return rc;
-    char *cmd = command_line(argc, argv);
-    bp_train_opts o = {.data_dir = a->data, .epochs = (int)a->epochs, .has_seed = a->has_seed,
-                       .seed = a->seed, .lr = (float)a->lr, .limit = a->limit,
-                       .test_limit = a->test_limit, .metrics = a->metrics, .log = stdout,
-                       .val = a->val, .out_dir = a->run_out, .resume = a->resume,
-                       .command = cmd, .progress = a->progress, .has_rule = a->rule != NULL};
-    if ((rc = rule_of(a, ir, &o.rule)) || (rc = target_of(a->target, &o.target))) {
-        free(cmd);
-        bp_ir_free(ir);
-        return rc;
-    }
-    bp_train_result res;
-    bp_err e = {{0}};
-    rc = bp_train(ir, &o, &res, &e);
-    if (rc) report(rc, &e);
-    free(cmd);
+    bp_target target;
+    if ((rc = bp_cli_target(a->target, &target))) { bp_ir_free(ir); return rc; }
+    rc = bp_cli_train(a, ir, target, argc, argv);
     bp_ir_free(ir);
     return rc;
 }
@@ -347,10 +176,10 @@ static int cmd_eval(args *a) {
     int rc = load_model(a->pos[0], &ir);
     if (rc) return rc;
     bp_eval_opts o = {.data_dir = a->data, .test_limit = a->test_limit, .json = a->json, .out = stdout};
-    if ((rc = target_of(a->target, &o.target))) { bp_ir_free(ir); return rc; }
+    if ((rc = bp_cli_target(a->target, &o.target))) { bp_ir_free(ir); return rc; }
     bp_err e = {{0}};
     rc = bp_eval_checkpoint(ir, a->pos[1], &o, &e);
-    if (rc) report(rc, &e);
+    if (rc) bp_cli_report(rc, &e);
     bp_ir_free(ir);
     return rc;
 }
@@ -368,17 +197,14 @@ static int cmd_data(args *a) {
     return rc;
 }
 
-/* 0 when every option given applies to the command; else 1 after saying which not. */
-static int options_apply(const args *a, const char *cmd, const char *allowed) {
-    for (int i = 0; i < a->ngiven; i++) {
-        char word[64];
-        snprintf(word, sizeof word, " %s ", a->given[i]);
-        if (!strstr(allowed, word)) {
-            fprintf(stderr, "bpc: error: %s does not apply to `bpc %s`\n%s", a->given[i], cmd, usage);
-            return 1;
-        }
-    }
-    return 0;
+/* bpc build: a standalone trainer (compiler/build.h) */
+static int cmd_build(args *a) {
+    if (a->npos != 1) return bad_usage("%s", "build takes one MODEL.bp");
+    if (!a->out) return bad_usage("%s", "missing -o TRAINER");
+    bp_err e = {{0}};
+    int rc = bp_cmd_build(a->pos[0], a->out, a->target, a->arch, &e);
+    if (rc && e.msg[0]) fprintf(stderr, "bpc: error: %s\n", e.msg);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -393,12 +219,13 @@ int main(int argc, char **argv) {
     args a = {0};
     a.progress = -1;
     int sub = !strcmp(cmd, "check") || !strcmp(cmd, "train") || !strcmp(cmd, "data") ||
-              !strcmp(cmd, "ptx") || !strcmp(cmd, "eval");
-    if (parse_args(argc, argv, sub ? 2 : 1, &a)) return 1;
+              !strcmp(cmd, "ptx") || !strcmp(cmd, "eval") || !strcmp(cmd, "build");
+    bp_cli_usage = usage;
+    if (bp_cli_parse(argc, argv, sub ? 2 : 1, &a)) return 1;
     static const struct { const char *cmd, *allowed; } APPLY[] = {
         {"check", " "},
-        {"train", " --data --target --epochs --seed --lr --rule --limit --test-limit --val --out "
-                  "--resume --metrics --progress --no-progress "},
+        {"train", BP_CLI_TRAIN_OPTIONS},
+        {"build", " -o --target --arch "},
         {"eval", " --data --json --target --test-limit "},
         {"data", " --data "},
         {"ptx", " -o --arch --rule --batch "},
@@ -406,12 +233,13 @@ int main(int argc, char **argv) {
     };
     const char *name = sub ? cmd : "emit";
     for (size_t i = 0; i < sizeof APPLY / sizeof APPLY[0]; i++)
-        if (!strcmp(APPLY[i].cmd, name) && options_apply(&a, sub ? cmd : "MODEL.bp -o", APPLY[i].allowed))
+        if (!strcmp(APPLY[i].cmd, name) && bp_cli_options_apply(&a, sub ? cmd : "MODEL.bp -o", APPLY[i].allowed))
             return 1;
     if (!strcmp(cmd, "check")) return cmd_check(&a);
     if (!strcmp(cmd, "train")) return cmd_train(&a, argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(&a);
     if (!strcmp(cmd, "data")) return cmd_data(&a);
+    if (!strcmp(cmd, "build")) return cmd_build(&a);
     if (!strcmp(cmd, "ptx")) return cmd_emit(&a, 1);
     return cmd_emit(&a, 0);
 }

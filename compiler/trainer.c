@@ -75,7 +75,7 @@ int bp_trainer_main(int argc, char **argv, const char *file, const char *source,
     }
     bp_cli_args a = {0};
     a.progress = -1;
-    if (bp_cli_parse(argc, argv, 1, &a)) return 1;
+    if (bp_cli_parse(argc, argv, 1, &a) || bp_cli_options_apply(&a, NULL, BP_CLI_TRAIN_OPTIONS)) return 1;
     if (a.npos)
         return bp_cli_bad_usage("this trainer trains the model built into it; it takes no '%s'", a.pos[0]);
     if (a.target && strcmp(a.target, "auto")) {
@@ -103,8 +103,8 @@ int bp_trainer_main(int argc, char **argv, const char *file, const char *source,
             if (same < 0) { fprintf(stderr, "%s: error: %s: cannot read: %s\n", prog, path, strerror(errno)); return 2; }
             if (!same) {
                 fprintf(stderr, "%s: error: %s was trained from another source than this trainer's "
-                                "(%s, built in); use the bpc that trained it, or another run folder\n",
-                        prog, dir, file);
+                                "(%s, built in): continue it with `bpc train --resume %s`, or choose another "
+                                "run folder\n", prog, dir, file, dir);
                 return 1;
             }
             in_run = 1;

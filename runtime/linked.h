@@ -6,7 +6,9 @@
  * compiled from (bp_linked_key). The backends look a source up before they would
  * compile it (backend_cpu.c: instead of the C JIT and dlsym; backend_cuda.c: instead
  * of NVRTC), so the trainer needs no compiler at run time. With bp_linked_only set (a
- * trainer), a source that is not registered is an error, never a compile.
+ * trainer), a C source that is not registered is an error, never a compile; a CUDA
+ * trainer whose images fit no GPU here (none older than the oldest it holds, or NVRTC
+ * was missing when it was built) falls back to NVRTC, as bpc does.
  */
 #ifndef BPC_LINKED_H
 #define BPC_LINKED_H
