@@ -41,7 +41,7 @@ static const char *const MD5S[NFILES] = {
     "6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
     "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637",
 };
-/* Fashion-MNIST, decompressed (../shared/DATA.md; Zalando's published sums). */
+/* Fashion-MNIST, decompressed (Zalando's published sums). */
 static const char *const FASHION_MD5S[NFILES] = {
     "f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
     "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965",

@@ -1,4 +1,4 @@
-/* test_rule.c: the learning rules, as /work/shared/BRAINPROP.md states them.
+/* test_rule.c: the learning rules, as Pozzi, Bohte & Roelfsema (NeurIPS 2020) state them.
  *
  *  - BrainProp is gradient descent: with the actions held fixed, one train step moves
  *    every trainable tensor (weights, batch-norm gamma and beta) by exactly -lr times the
