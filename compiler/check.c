@@ -466,8 +466,8 @@ static void check_dataset(bp_diag *d, const bp_train_cfg *t, bp_span data_loc,
                      data_loc.first_column);
     }
     if (out->units != classes) {
-        bp_diag_error(d, span_of(out->loc), "output has %d units, but %s has %d classes",
-                      out->units, t->dataset, classes);
+        bp_diag_error(d, span_of(out->loc), "output has %d unit%s, but %s has %d classes",
+                      out->units, out->units == 1 ? "" : "s", t->dataset, classes);
         bp_diag_hint(d, "data %s is set at %d:%d", t->dataset, data_loc.first_line,
                      data_loc.first_column);
     }
