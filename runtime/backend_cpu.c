@@ -4,13 +4,19 @@
  * The same code serves the double-precision variant (CPU64) used by gradient tests. */
 #include <cblas.h>
 #include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "exec.h"
 #include "jit_c.h"
 #include "linked.h"
 
 typedef void (*bp_kfn)(void *, int *, const unsigned char *, const bp_dyn *);
+
+/* BPC_PROFILE=1: wall time per operation of the train program, summed over the run
+ * and printed to stderr when the model is closed (the slowest first). */
+typedef struct { double *sec; } profile;
 
 typedef struct {
     void *so;
@@ -18,6 +24,7 @@ typedef struct {
     void *A;           /* float or double arena */
     int *ints;
     unsigned char *X;
+    profile prof;      /* BPC_PROFILE */
 } cpu;
 
 /* The plan's GEMMs are row-major, exactly CBLAS's CblasRowMajor convention. A batch
@@ -44,9 +51,13 @@ void bp_gemm_cpu64(const bp_gemm *g, double *arena, int nb, double lr) {
     GEMM_BODY(cblas_dgemm)
 }
 
+static void print_profile(bp_exec *x);
+
 static void cpu_close(bp_exec *x) {
     cpu *c = x->impl;
     if (!c) return;
+    if (c->prof.sec) print_profile(x);
+    free(c->prof.sec);
     if (c->so) dlclose(c->so);
     free(c->fn);
     free(c->A);
@@ -70,6 +81,8 @@ static int cpu_open(bp_exec *x, const char *source, bp_err *e) {
         return bp_fail(e, "out of memory: the model needs %.1f MiB of arenas",
                        (p->arena_floats * (double)x->real_size + p->arena_ints * 4.0) / 1048576.0);
     }
+    const char *pe = getenv("BPC_PROFILE");
+    if (pe && *pe && strcmp(pe, "0")) c->prof.sec = calloc((size_t)p->train.n + 1, sizeof(double));
     void (*lf)(void) = NULL;
     if (bp_linked_c(source, NULL, &lf, e) == 1) { /* a standalone trainer: no compiler */
         for (int i = 0; i < p->nkernels; i++) {
@@ -116,15 +129,47 @@ static int cpu_get(bp_exec *x, bp_arena a, long off, void *dst, long n, bp_err *
     return 0;
 }
 
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static void run_op(bp_exec *x, const bp_op *o, const bp_dyn *d) {
+    cpu *c = x->impl;
+    if (o->kind == BP_OP_KERNEL) c->fn[o->kernel](c->A, c->ints, c->X, d);
+    else if (x->real_size == 8) bp_gemm_cpu64(&o->g, c->A, d->nb, d->lr);
+    else bp_gemm_cpu(&o->g, c->A, d->nb, d->lr);
+}
+
 static int cpu_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
     cpu *c = x->impl;
+    int prof = c->prof.sec && g == &x->plan->train;
     for (int i = 0; i < g->n; i++) {
-        const bp_op *o = &g->ops[i];
-        if (o->kind == BP_OP_KERNEL) c->fn[o->kernel](c->A, c->ints, c->X, d);
-        else if (x->real_size == 8) bp_gemm_cpu64(&o->g, c->A, d->nb, d->lr);
-        else bp_gemm_cpu(&o->g, c->A, d->nb, d->lr);
+        double t0 = prof ? now_s() : 0;
+        run_op(x, &g->ops[i], d);
+        if (prof) c->prof.sec[i] += now_s() - t0;
     }
     return 0;
+}
+
+static void print_profile(bp_exec *x) {
+    cpu *c = x->impl;
+    const bp_prog *g = &x->plan->train;
+    double total = 0;
+    for (int i = 0; i < g->n; i++) total += c->prof.sec[i];
+    if (total <= 0) return;
+    fprintf(stderr, "profile of the train program (BPC_PROFILE): %.3f s in all\n", total);
+    for (int shown = 0; shown < g->n && shown < 25; shown++) {
+        int best = -1;
+        for (int i = 0; i < g->n; i++)
+            if (c->prof.sec[i] >= 0 && (best < 0 || c->prof.sec[i] > c->prof.sec[best])) best = i;
+        const bp_op *o = &g->ops[best];
+        fprintf(stderr, "  %5.1f%%  %3d  %-24s %s\n", 100 * c->prof.sec[best] / total, best,
+                o->kind == BP_OP_KERNEL ? x->plan->kernels[o->kernel].name : "gemm", o->what);
+        c->prof.sec[best] = -1;
+    }
 }
 
 const bp_backend bp_backend_cpu = {"cpu", cpu_open, cpu_put, cpu_get, cpu_run, cpu_close};
