@@ -28,6 +28,7 @@
 typedef struct {
     bp_plan *p;
     int oom;
+    int flags;         /* BP_PLAN_NO_FUSE, BP_PLAN_NO_CHUNKS */
     int next_bn;       /* the layer being lowered is followed by batch norm */
     int relu_pending;  /* it left its ReLU to that batch norm (see lower_bn) */
 } cg;
@@ -307,7 +308,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     long dg = alloc_f(c, C), db = alloc_f(c, C);
     char what[64];
     snprintf(what, sizeof what, "batchnorm@%d:%d forward", L->loc.line, L->loc.col);
-    int chunked = C <= BN_MAX_CHUNKED_C;
+    int chunked = C <= BN_MAX_CHUNKED_C && !(c->flags & BP_PLAN_NO_CHUNKS);
     long part = chunked ? alloc_f(c, BN_CHUNKS * C * 2) : 0;
     int ks;
     if (chunked) {
@@ -638,9 +639,13 @@ static void append(cg *c, bp_prog *dst, const bp_prog *src) {
 }
 
 bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch) {
+    return bp_plan_build_flags(ir, rule, batch, 0);
+}
+
+bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags) {
     bp_plan *p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    cg c = {.p = p};
+    cg c = {.p = p, .flags = flags};
     p->ir = ir;
     p->rule = rule;
     p->batch = batch > 0 ? batch : ir->train.batch;
@@ -683,7 +688,7 @@ bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch) {
         bp_layer L = ir->layers[l];
         if (L.kind == BP_OUTPUT) L.rule = rule;
         int need_dx = l - 1 >= first_trainable;
-        c.next_bn = l + 1 < ir->n && ir->layers[l + 1].kind == BP_BATCHNORM;
+        c.next_bn = !(c.flags & BP_PLAN_NO_FUSE) && l + 1 < ir->n && ir->layers[l + 1].kind == BP_BATCHNORM;
         lbuf *in = &buf[l - 1], *o = &buf[l];
         switch (L.kind) {
         case BP_DENSE: lower_dense(&c, l, &L, in, o, &p->train, &p->eval, need_dx, std, l2, &bw[l]); break;

@@ -114,6 +114,13 @@ typedef struct {
 /* Lowers the IR to a plan for the given rule and batch size (ir->train.batch when
  * batch <= 0). Returns NULL only on out-of-memory. */
 bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch);
+
+/* The same with the faster paths switched off, to test them against the plain ones:
+ * BP_PLAN_PLAIN lowers every ReLU as its own kernel (no fusion into the batch norm
+ * that follows) and computes batch-norm statistics one channel per iteration (no
+ * chunked partial sums). */
+enum { BP_PLAN_NO_FUSE = 1, BP_PLAN_NO_CHUNKS = 2, BP_PLAN_PLAIN = 3 };
+bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags);
 void bp_plan_free(bp_plan *p);
 
 /* Emits the complete source for a target: "c" (kernels as OpenMP loops, exported C
