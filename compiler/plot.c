@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "readfile.h"
 #include "safetensors.h"
 
 static const char *plot_usage =
@@ -36,31 +37,6 @@ typedef struct {
     int best_epoch; /* the tested epoch (last line's best_epoch), 0 if unknown */
 } series;
 
-static int read_all(const char *path, char **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    char *b = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (cap - n < 65536) {
-            char *nb = realloc(b, cap * 2 + 65536 + 1);
-            if (!nb) { free(b); fclose(f); errno = ENOMEM; return -1; }
-            b = nb;
-            cap = cap * 2 + 65536;
-        }
-        size_t k = fread(b + n, 1, cap - n, f);
-        n += k;
-        if (k == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(b); return -1; }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
-    return 0;
-}
-
 static void copy(char *dst, size_t n, const char *s) { snprintf(dst, n, "%s", s ? s : ""); }
 
 static const char *rule_label(const char *r) {
@@ -74,7 +50,7 @@ static void run_identity(series *s) {
     char path[4200], *buf;
     size_t len;
     snprintf(path, sizeof path, "%s/summary.json", s->dir);
-    if (!read_all(path, &buf, &len)) {
+    if (!bp_read_file(path, &buf, &len)) {
         cJSON *j = cJSON_ParseWithLength(buf, len);
         free(buf);
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model");
@@ -130,7 +106,7 @@ static int load_series(series *s, const char *metric) {
     char path[4200], *buf;
     size_t len;
     snprintf(path, sizeof path, "%s/metrics.jsonl", s->dir);
-    if (read_all(path, &buf, &len)) {
+    if (bp_read_file(path, &buf, &len)) {
         if (errno == ENOENT)
             fprintf(stderr, "bpc: error: %s has no metrics.jsonl: is it a run folder of `bpc "
                             "train --out`?\n", s->dir);
@@ -457,7 +433,7 @@ static int plot_gnuplot(const char *gp, const series *s, int n, int mi, const ch
             fprintf(stderr, "bpc: error: gnuplot (%s) failed (exit %d) drawing %s:\n", gp, st, out);
             char *lb;
             size_t ll;
-            if (!read_all(log, &lb, &ll)) { fputs(lb, stderr); free(lb); }
+            if (!bp_read_file(log, &lb, &ll)) { fputs(lb, stderr); free(lb); }
             rc = 2;
         }
     }

@@ -20,6 +20,7 @@
 #include "frontend.h"
 #include "jit_cuda.h"
 #include "plot.h"
+#include "readfile.h"
 #include "safetensors.h"
 #include "train.h"
 
@@ -47,31 +48,6 @@ static int usage_error(const char *fmt, const char *what) {
     fprintf(stderr, fmt, what);
     fprintf(stderr, "\n%s", repro_usage);
     return 1;
-}
-
-static int read_all(const char *path, char **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    char *b = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (cap - n < 65536) {
-            char *nb = realloc(b, cap * 2 + 65536 + 1);
-            if (!nb) { free(b); fclose(f); return -1; }
-            b = nb;
-            cap = cap * 2 + 65536;
-        }
-        size_t k = fread(b + n, 1, cap - n, f);
-        n += k;
-        if (k == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(b); return -1; }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
-    return 0;
 }
 
 static int exists(const char *p) {
@@ -188,7 +164,7 @@ static int read_summary(cell *c) {
     char path[4300], *buf;
     size_t len;
     snprintf(path, sizeof path, "%s/summary.json", c->dir);
-    if (read_all(path, &buf, &len)) return -1;
+    if (bp_read_file(path, &buf, &len)) return -1;
     cJSON *j = cJSON_ParseWithLength(buf, len);
     free(buf);
     int ok = cJSON_IsObject(j);
@@ -210,7 +186,7 @@ static int read_summary(cell *c) {
     /* the wall time: the seconds of every epoch (training and evaluation) */
     c->wall = 0;
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->dir);
-    if (!read_all(path, &buf, &len)) {
+    if (!bp_read_file(path, &buf, &len)) {
         for (char *l = buf; l < buf + len;) {
             char *nl = memchr(l, '\n', (size_t)(buf + len - l));
             size_t ll = nl ? (size_t)(nl - l) : (size_t)(buf + len - l);
@@ -273,7 +249,7 @@ static void fmt_wall(char *b, size_t n, double s) {
 static void machine(FILE *f, const char *target) {
     char *buf, model[256] = "unknown CPU";
     size_t len;
-    if (!read_all("/proc/cpuinfo", &buf, &len)) {
+    if (!bp_read_file("/proc/cpuinfo", &buf, &len)) {
         char *p = strstr(buf, "model name");
         if (p && (p = strchr(p, ':'))) {
             p++;
@@ -283,7 +259,7 @@ static void machine(FILE *f, const char *target) {
         free(buf);
     }
     double gib = 0;
-    if (!read_all("/proc/meminfo", &buf, &len)) {
+    if (!bp_read_file("/proc/meminfo", &buf, &len)) {
         char *p = strstr(buf, "MemTotal:");
         if (p) gib = atof(p + 9) / (1024.0 * 1024.0);
         free(buf);
