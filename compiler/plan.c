@@ -188,34 +188,47 @@ static int im2col(cg *c, const bp_layer *L, long in, long cols) {
         L->in.w, Cin, Cin, Cin);
 }
 
+/* The loop nest, as source text, over every output window (oh, ow; at kernel offset
+ * kh, kw) of a conv or pool layer L that covers input pixel (ih, iw), with `inner` as
+ * its body. col2im and the max-pool backward both gather through it. */
+static void windows_over(char *buf, size_t n, const bp_layer *L, const char *inner) {
+    snprintf(buf, n,
+        "    for (int kh = 0; kh < %d; kh++) {\n"
+        "        int th = ih + %d - kh;\n"
+        "        if (th < 0 || th %% %d) continue;\n"
+        "        int oh = th / %d;\n"
+        "        if (oh >= %d) continue;\n"
+        "        for (int kw = 0; kw < %d; kw++) {\n"
+        "            int tw = iw + %d - kw;\n"
+        "            if (tw < 0 || tw %% %d) continue;\n"
+        "            int ow = tw / %d;\n"
+        "            if (ow >= %d) continue;\n"
+        "%s"
+        "        }\n"
+        "    }",
+        L->ksize, L->pad_top, L->stride, L->stride, L->out.h, L->ksize, L->pad_left,
+        L->stride, L->stride, L->out.w, inner);
+}
+
 /* col2im: the input feedback gathers every column entry that read that pixel. A gather
  * (not a scatter) so no two iterations write the same place. One iteration is one
  * pixel (b, ih, iw), all Cin channels. */
 static int col2im(cg *c, const bp_layer *L, long dcols, long dx) {
     long P = (long)L->out.h * L->out.w, K = L->ksize, Cin = L->in.c, KKC = K * K * Cin;
     long HW = (long)L->in.h * L->in.w;
+    char inner[256], loops[1024];
+    snprintf(inner, sizeof inner,
+        "            const bp_real *src = A + %ldL + (b * %ldL + (long)oh * %d + ow) * %ldL + (kh * %ld + kw) * %ld;\n"
+        "            for (int ch = 0; ch < %ld; ch++) dst[ch] += src[ch];\n",
+        dcols, P, L->out.w, KKC, K, Cin, Cin);
+    windows_over(loops, sizeof loops, L, inner);
     return kernel(c, HW, 1, "col2im",
         "long b = i / %ldL, r = i %% %ldL;\n"
         "    int ih = (int)(r / %d), iw = (int)(r %% %d);\n"
         "    bp_real *dst = A + %ldL + i * %ldL;\n"
         "    for (int ch = 0; ch < %ld; ch++) dst[ch] = BP_C(0.0);\n"
-        "    for (int kh = 0; kh < %ld; kh++) {\n"
-        "        int th = ih + %d - kh;\n"
-        "        if (th < 0 || th %% %d) continue;\n"
-        "        int oh = th / %d;\n"
-        "        if (oh >= %d) continue;\n"
-        "        for (int kw = 0; kw < %ld; kw++) {\n"
-        "            int tw = iw + %d - kw;\n"
-        "            if (tw < 0 || tw %% %d) continue;\n"
-        "            int ow = tw / %d;\n"
-        "            if (ow >= %d) continue;\n"
-        "            const bp_real *src = A + %ldL + (b * %ldL + (long)oh * %d + ow) * %ldL + (kh * %ld + kw) * %ld;\n"
-        "            for (int ch = 0; ch < %ld; ch++) dst[ch] += src[ch];\n"
-        "        }\n"
-        "    }",
-        HW, HW, L->in.w, L->in.w, dx, Cin, Cin, K, L->pad_top, L->stride, L->stride,
-        L->out.h, K, L->pad_left, L->stride, L->stride, L->out.w, dcols, P, L->out.w, KKC, K,
-        Cin, Cin);
+        "%s",
+        HW, HW, L->in.w, L->in.w, dx, Cin, Cin, loops);
 }
 
 /* conv (tied weights) and loccon (untied: one weight matrix per output position). */
@@ -515,29 +528,20 @@ static void lower_maxpool(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, 
     run(c, ev, k, what);
     if (!need_dx) return;
     snprintf(what, sizeof what, "maxpool@%d:%d backward", L->loc.line, L->loc.col);
+    char inner[256], loops[1024];
+    snprintf(inner, sizeof inner,
+        "            long o = b * %ldL + ((long)oh * %d + ow) * %ldL + ch;\n"
+        "            if (I[%ldL + o] == me) s += A[%ldL + o];\n",
+        S, L->out.w, C, arg, out->fb);
+    windows_over(loops, sizeof loops, L, inner);
     run(c, bw, kernel(c, in->S, 1, "maxpool_back",
         "long b = i / %ldL, r = i %% %ldL;\n"
         "    int ih = (int)(r / %ldL), iw = (int)((r / %ldL) %% %d), ch = (int)(r %% %ldL);\n"
         "    int me = ih * %d + iw;\n"
         "    bp_real s = BP_C(0.0);\n"
-        "    for (int kh = 0; kh < %d; kh++) {\n"
-        "        int th = ih + %d - kh;\n"
-        "        if (th < 0 || th %% %d) continue;\n"
-        "        int oh = th / %d;\n"
-        "        if (oh >= %d) continue;\n"
-        "        for (int kw = 0; kw < %d; kw++) {\n"
-        "            int tw = iw + %d - kw;\n"
-        "            if (tw < 0 || tw %% %d) continue;\n"
-        "            int ow = tw / %d;\n"
-        "            if (ow >= %d) continue;\n"
-        "            long o = b * %ldL + ((long)oh * %d + ow) * %ldL + ch;\n"
-        "            if (I[%ldL + o] == me) s += A[%ldL + o];\n"
-        "        }\n"
-        "    }\n"
+        "%s\n"
         "    A[%ldL + i] = s;",
-        in->S, in->S, (long)L->in.w * C, C, L->in.w, C, L->in.w, L->ksize, L->pad_top,
-        L->stride, L->stride, L->out.h, L->ksize, L->pad_left, L->stride, L->stride,
-        L->out.w, S, L->out.w, C, arg, out->fb, in->fb), what);
+        in->S, in->S, (long)L->in.w * C, C, L->in.w, C, L->in.w, loops, in->fb), what);
 }
 
 /* The output layer: Q = x W^T, then the rule's action selection, reward, RPE and the
