@@ -53,6 +53,7 @@ static int set_opt(bp_cli_args *a, int k, const char *v) {
     errno = 0;
     switch (OPTS[k].kind) {
     case OPT_STR:
+        if (!*v) return bp_cli_bad_usage("%s needs a value, not an empty one", flag);
         *(const char **)dst = v;
         return 0;
     case OPT_VAL:

@@ -17,6 +17,8 @@
 #include "readfile.h"
 #include "safetensors.h"
 
+#define MAX_TICKS 50 /* per axis */
+
 static const char *plot_usage =
     "usage: bpc plot RUN_DIR... [-o FILE.svg|FILE.png] "
     "[--metric test_acc|val_acc|train_acc|train_loss|train_reward]\n";
@@ -263,20 +265,28 @@ static void write_svg(FILE *f, const series *s, int n, int mi, const char *title
     fprintf(f, "</text>\n<g stroke=\"#dddddd\" stroke-width=\"1\">\n");
     /* the grid, then the ticks' labels */
     double xt0 = ceil(x0 / xs - 1e-9) * xs;
-    for (double v = xt0; v <= x1 + xs * 1e-6; v += xs)
+    /* ticks by index, at most MAX_TICKS: v += step would stall where the step is below
+     * the spacing of doubles (huge losses) */
+    for (int k = 0; k <= MAX_TICKS && xt0 + k * xs <= x1 + xs * 1e-6; k++) {
+        double v = xt0 + k * xs;
         fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", PX(v), T, PX(v), B);
-    for (double v = y0; v <= y1 + ys * 1e-6; v += ys)
+    }
+    for (int k = 0; k <= MAX_TICKS && y0 + k * ys <= y1 + ys * 1e-6; k++) {
+        double v = y0 + k * ys;
         fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", L, PY(v), R, PY(v));
+    }
     fprintf(f, "</g>\n<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
                "stroke=\"black\"/>\n", L, T, R - L, B - T);
     char b[64];
-    for (double v = xt0; v <= x1 + xs * 1e-6; v += xs) {
+    for (int k = 0; k <= MAX_TICKS && xt0 + k * xs <= x1 + xs * 1e-6; k++) {
+        double v = xt0 + k * xs;
         tick_label(b, sizeof b, v, xs);
         fprintf(f, "<line x1=\"%.2f\" y1=\"%.0f\" x2=\"%.2f\" y2=\"%.0f\" stroke=\"black\"/>"
                    "<text x=\"%.2f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n",
                 PX(v), B, PX(v), B + 5, PX(v), B + 20, b);
     }
-    for (double v = y0; v <= y1 + ys * 1e-6; v += ys) {
+    for (int k = 0; k <= MAX_TICKS && y0 + k * ys <= y1 + ys * 1e-6; k++) {
+        double v = y0 + k * ys;
         tick_label(b, sizeof b, v, ys);
         fprintf(f, "<line x1=\"%.0f\" y1=\"%.2f\" x2=\"%.0f\" y2=\"%.2f\" stroke=\"black\"/>"
                    "<text x=\"%.0f\" y=\"%.2f\" text-anchor=\"end\">%s</text>\n",

@@ -469,10 +469,18 @@ static int restore(run *r, const char *last, bp_err *e) {
     r->best_test = atof(mget(&f, "best_test_acc"));
     r->last_val = atof(mget(&f, "val_acc"));
     r->last_test = atof(mget(&f, "test_acc"));
+    /* the state must make sense before the run goes on from it */
+    int sane = r->epoch >= 0 && r->epoch <= 100000000 && r->step >= 0 && r->step < r->steps &&
+               (r->epoch > 0 || r->step > 0) && isfinite(r->stop.best) && r->stop.best <= 1 &&
+               r->stop.best_epoch >= 0 && r->stop.best_epoch <= r->epoch &&
+               isfinite(r->stop.ref) && r->stop.since >= 0 && isfinite(r->best_test);
+    bp_st_free(&f);
+    if (!sane)
+        return bp_fail(e, "%s: corrupt checkpoint: its epoch, step or early-stopping state is "
+                          "out of range; start the run again", last), 2;
     r->last_saved = 1;
     r->saved_epoch = r->epoch;
     r->saved_step = r->step;
-    bp_st_free(&f);
     rc = bp_ckpt_put(&r->x, r->snap, e) ? 2 : 0;
     if (rc || r->stop.best_epoch == 0) return rc;
     if (r->stop.best_epoch == r->epoch && r->step == 0) {
@@ -650,8 +658,10 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
             if (rc) return rc;
             resuming = 1;
         } else {
-            fprintf(r->log, "note: %s has no last.safetensors yet (stopped before its first "
-                            "checkpoint); starting the run from the beginning\n", o->resume);
+            /* nothing to take the run's options from: refuse rather than guess them */
+            return bp_fail(e, "cannot resume %s: it has no last.safetensors (the run stopped "
+                              "before its first checkpoint); start it again without --resume, "
+                              "with the command in %s/command.txt", o->resume, o->resume), 1;
         }
     }
     r->seed = r->o.has_seed ? r->o.seed : r->cfg->seed;
