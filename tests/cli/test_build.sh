@@ -15,23 +15,8 @@
 set -u
 BPC=${BPC:-build/bpc}
 DATA=${DATA:-$HOME/.cache/bpc/data}
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpc-build.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/  /' "$2" | tail -n 20; }
-
-# expect NAME STATUS PATTERN CMD...: CMD exits STATUS and its stderr holds PATTERN (fixed).
-expect() {
-    name=$1 want=$2 pat=$3; shift 3
-    "$@" > "$T/out" 2> "$T/err"
-    rc=$?
-    if [ "$rc" -ne "$want" ] || ! grep -q -F -e "$pat" "$T/err"; then
-        bad "$name: exit $rc (want $want), wanted: $pat" "$T/err"
-    else
-        ok "$name"
-    fi
-}
+TEST=build
+. "$(dirname "$0")/lib.sh"
 
 # numbers LOG: the epoch lines without their seconds and the test accuracy line
 # without the timing: what must be equal between two runs.

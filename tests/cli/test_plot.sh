@@ -12,25 +12,9 @@
 #    --metric or output name, no run at all: each its message and exit status.
 # Env: BPC, DATA (data root holding mnist/), PYTHON (default /usr/bin/python3).
 set -u
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpc-plot.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+TEST=plot
+. "$(dirname "$0")/lib.sh"
 PY=${PYTHON:-/usr/bin/python3}
-fails=0
-
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/  /' "$2" | tail -n 20; }
-
-# expect NAME STATUS PATTERN CMD...: CMD exits STATUS and its stderr holds PATTERN (fixed).
-expect() {
-    name=$1 want=$2 pat=$3; shift 3
-    "$@" > "$T/out" 2> "$T/err"
-    rc=$?
-    if [ "$rc" -ne "$want" ] || ! grep -q -F -e "$pat" "$T/err"; then
-        bad "$name: exit $rc (want $want), wanted: $pat" "$T/err"
-    else
-        ok "$name"
-    fi
-}
 
 # svg_check FILE TAG N LABEL...: FILE is well-formed XML with at least N TAG elements
 # and a text holding each LABEL.

@@ -12,24 +12,9 @@
 #  - a finished cell trained with other options, and bad arguments, are refused.
 # Env: BPC, DATA (data root holding mnist/), PYTHON (default /usr/bin/python3).
 set -u
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpc-repro.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+TEST=repro
+. "$(dirname "$0")/lib.sh"
 PY=${PYTHON:-/usr/bin/python3}
-fails=0
-
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/  /' "$2" | tail -n 30; }
-
-expect() {
-    name=$1 want=$2 pat=$3; shift 3
-    "$@" > "$T/out" 2> "$T/err"
-    rc=$?
-    if [ "$rc" -ne "$want" ] || ! grep -q -F -e "$pat" "$T/err"; then
-        bad "$name: exit $rc (want $want), wanted: $pat" "$T/err"
-    else
-        ok "$name"
-    fi
-}
 
 G=$T/grid
 CELLS="mnist_dense-brainprop-seed1 mnist_dense-brainprop-seed2 mnist_dense-ebp-seed1 mnist_dense-ebp-seed2"

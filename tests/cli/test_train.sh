@@ -20,26 +20,10 @@
 #    and leaves the last good checkpoint untouched.
 # Env: BPC, DATA (data root holding mnist/), PYTHON (default /usr/bin/python3).
 set -u
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpc-train.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+TEST=train
+. "$(dirname "$0")/lib.sh"
 PY=${PYTHON:-/usr/bin/python3}
 HERE=$(dirname "$0")
-fails=0
-
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/  /' "$2" | tail -n 20; }
-
-# expect NAME STATUS PATTERN CMD...: CMD exits STATUS and its stderr holds PATTERN (fixed).
-expect() {
-    name=$1 want=$2 pat=$3; shift 3
-    "$@" > "$T/out" 2> "$T/err"
-    rc=$?
-    if [ "$rc" -ne "$want" ] || ! grep -q -F -e "$pat" "$T/err"; then
-        bad "$name: exit $rc (want $want), wanted: $pat" "$T/err"
-    else
-        ok "$name"
-    fi
-}
 
 # lines FILE: the number of complete lines (0 for no file)
 lines() { if [ -f "$1" ]; then wc -l < "$1" | tr -d ' '; else echo 0; fi; }
