@@ -203,7 +203,8 @@ static int read_summary(cell *c) {
 
 /* A finished cell must come from the same model source and data options as this
  * command: its last.safetensors metadata says. Returns 0, or 1 after a message. */
-static int check_cell(const cell *c, const char *sha, long limit, long test_limit) {
+static int check_cell(const cell *c, const char *sha, long limit, long test_limit,
+                      const bp_val_spec *val, double lr) {
     char path[4300];
     snprintf(path, sizeof path, "%s/last.safetensors", c->dir);
     bp_st_file f;
@@ -217,6 +218,22 @@ static int check_cell(const cell *c, const char *sha, long limit, long test_limi
     else if (l && limit == 0 && atol(l) != 0) snprintf(what, sizeof what, "--limit %s", l);
     else if (t && test_limit > 0 && atol(t) != test_limit) snprintf(what, sizeof what, "--test-limit %s", atol(t) ? t : "(none)");
     else if (t && test_limit == 0 && atol(t) != 0) snprintf(what, sizeof what, "--test-limit %s", t);
+    /* an explicit --val: the cell's held-out count, as the training loop resolved it */
+    const char *v = bp_st_meta_get(&f, "val"), *ti = bp_st_meta_get(&f, "train_images");
+    if (!what[0] && v && val->mode != BP_VAL_MODEL) {
+        int same;
+        if (val->mode == BP_VAL_TEST) same = !strcmp(v, "test");
+        else if (!strcmp(v, "test")) same = 0;
+        else if (val->mode == BP_VAL_COUNT) same = atol(v) == (long)val->value;
+        else {
+            long avail = (ti ? atol(ti) : 0) + atol(v);
+            same = atol(v) == (long)floor(val->value * (double)avail + 0.5);
+        }
+        if (!same) snprintf(what, sizeof what, !strcmp(v, "test") ? "--val test" : "%s held-out validation images", v);
+    }
+    const char *l0 = bp_st_meta_get(&f, "lr0");
+    if (!what[0] && l0 && lr > 0 && (float)lr != strtof(l0, NULL))
+        snprintf(what, sizeof what, "--lr %g", (double)strtof(l0, NULL));
     bp_st_free(&f);
     if (!what[0]) return 0;
     fprintf(stderr, "bpc: error: %s was trained with %s, not as this command asks; run the grid "
@@ -512,7 +529,7 @@ int bp_cmd_repro(int argc, char **argv) {
                 int have = read_summary(c);
                 if (have == -2) { rc = 2; stop = 1; break; }
                 if (have == 0 && (c->epochs_run >= want || !strcmp(c->stopped, "early_stop"))) {
-                    if (check_cell(c, shas[m], limit, test_limit)) { rc = 1; stop = 1; break; }
+                    if (check_cell(c, shas[m], limit, test_limit, &val, lr)) { rc = 1; stop = 1; break; }
                     c->state = 1;
                     printf("[%d/%d] %s %s seed %s: done (test accuracy %.4f, epoch %d of %d); skipped\n",
                            idx + 1, total, names[m], rules[r], seeds[s], c->test_acc, c->best_epoch,

@@ -88,6 +88,12 @@ fi
 expect "a finished cell trained with another --limit" 1 "mnist_dense-brainprop-seed1 was trained with --limit 1000" \
     env BPC_GNUPLOT=none "$BPC" repro --models mnist_dense --seeds 1,2 --out "$G" --data "$DATA" --target cpu \
     --epochs 1 --limit 2000 --test-limit 200
+expect "a finished cell trained with another --val" 1 "mnist_dense-brainprop-seed1 was trained with 100 held-out validation images" \
+    env BPC_GNUPLOT=none "$BPC" repro --models mnist_dense --seeds 1,2 --out "$G" --data "$DATA" --target cpu \
+    --epochs 1 --limit 1000 --test-limit 200 --val 0.3
+expect "a finished cell trained with another --lr" 1 "mnist_dense-brainprop-seed1 was trained with --lr 0.1" \
+    env BPC_GNUPLOT=none "$BPC" repro --models mnist_dense --seeds 1,2 --out "$G" --data "$DATA" --target cpu \
+    --epochs 1 --limit 1000 --test-limit 200 --lr 0.05
 expect "--out is required" 1 "--out GRID_DIR is required" "$BPC" repro --models mnist_dense
 expect "--models is required" 1 "--models is required" "$BPC" repro --out "$T/g2"
 expect "an unknown model" 1 "--models: no model 'nosuch'" "$BPC" repro --models nosuch --out "$T/g2"
