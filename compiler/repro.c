@@ -471,6 +471,8 @@ int bp_cmd_repro(int argc, char **argv) {
         seedv[s] = strtoull(seeds[s], &end, 10);
         if (errno || !(*seeds[s] >= '0' && *seeds[s] <= '9') || *end)
             return usage_error("--seeds takes unsigned integers below 2^64, not '%s'", seeds[s]);
+        for (int k = 0; k < s; k++)
+            if (seedv[k] == seedv[s]) return usage_error("--seeds names seed %s twice", seeds[s]);
     }
 
     /* the models, all checked before anything trains */
