@@ -11,6 +11,7 @@
  */
 #include "train.h"
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -692,8 +693,22 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
         path_in(r, mpath, sizeof mpath, "metrics.jsonl");
         if (!(rmf = fopen(mpath, "a"))) { rc = (bp_fail(e, "%s: cannot write: %s", mpath, strerror(errno)), 2); goto done; }
     }
+    if (o->metrics && r->dir[0]) {
+        /* the run folder keeps its own files: a --metrics file inside it would
+         * duplicate metrics.jsonl or be lost under a checkpoint's rename */
+        char md[PATH_MAX], rd[PATH_MAX], *slash, copy[PATH_MAX];
+        snprintf(copy, sizeof copy, "%s", o->metrics);
+        slash = strrchr(copy, '/');
+        if (slash) *slash = 0;
+        if (realpath(slash ? (copy[0] ? copy : "/") : ".", md) && realpath(r->dir, rd) && !strcmp(md, rd)) {
+            rc = (bp_fail(e, "--metrics %s is inside the run folder %s, which keeps its own "
+                             "metrics.jsonl; give --metrics a path outside it, or leave it out",
+                          o->metrics, r->dir), 1);
+            goto done;
+        }
+    }
     if (o->metrics && !(mf = fopen(o->metrics, "a"))) {
-        rc = (bp_fail(e, "%s: cannot write the metrics file", o->metrics), 2);
+        rc = (bp_fail(e, "%s: cannot write the metrics file: %s", o->metrics, strerror(errno)), 2);
         goto done;
     }
 
