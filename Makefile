@@ -140,7 +140,7 @@ $(BUILD)/fuzz_frontend: compiler/fuzz_frontend.c $(FUZZ_SRC) | $(PARSER) $(LEXER
 DATA_SRC  := runtime/err.c runtime/idx.c runtime/mnist.c runtime/fetch.c runtime/cifar.c \
              runtime/tinyimagenet.c runtime/dataset.c runtime/data_cmd.c runtime/jit_c.c
 DATA_FUZZ := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
-$(DATA_FUZZ): $(BUILD)/%: tests/fuzz/%.c $(DATA_SRC) runtime/data.h runtime/data_priv.h
+$(DATA_FUZZ): $(BUILD)/%: tests/fuzz/%.c tests/fuzz/fuzz_input.h $(DATA_SRC) runtime/data.h runtime/data_priv.h
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -g -O1 \
 	  -fsanitize=fuzzer,address,undefined -Iruntime $(filter %.c,$^) -o $@ \

@@ -10,28 +10,12 @@
  * nothing allocated and a message.
  * Build with -fsanitize=fuzzer,address,undefined: any crash, leak or UB is a finding.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE  /* memfd_create */
-#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 #include "data.h"
-
-static int g_fd = -1;
-static char g_path[64];
-
-static void put_input(const uint8_t *p, size_t n) {
-    if (g_fd < 0) {
-        g_fd = memfd_create("fuzz-input", 0);
-        if (g_fd < 0) abort();
-        snprintf(g_path, sizeof g_path, "/proc/self/fd/%d", g_fd);
-    }
-    if (ftruncate(g_fd, 0) != 0 || pwrite(g_fd, p, n, 0) != (ssize_t)n) abort();
-}
+#include "fuzz_input.h"
 
 static void check_split(const bp_split *s, int classes) {
     if (s->h != 64 || s->w != 64 || s->c != 3 || s->n < 0) abort();
