@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "checkpoint.h"
+#include "cli.h"
 #include "frontend.h"
 #include "jit_cuda.h"
 #include "plot.h"
@@ -111,40 +112,6 @@ static int find_model(const char *m, char *out, size_t n) {
         if (!stat(out, &st) && S_ISREG(st.st_mode)) return 0;
     }
     return -1;
-}
-
-/* The command line as typed, quoted for a shell where needed. */
-static char *command_line(int argc, char **argv) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return NULL;
-    fputs("bpc repro", f);
-    for (int i = 0; i < argc; i++) {
-        const char *s = argv[i];
-        int plain = *s != 0;
-        for (const char *c = s; *c; c++)
-            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=@%+,-", *c)) plain = 0;
-        fputc(' ', f);
-        if (plain) { fputs(s, f); continue; }
-        fputc('\'', f);
-        for (const char *c = s; *c; c++) {
-            if (*c == '\'') fputs("'\\''", f);
-            else fputc(*c, f);
-        }
-        fputc('\'', f);
-    }
-    if (fclose(f)) { free(buf); return NULL; }
-    return buf;
-}
-
-/* A runtime error as `bpc train` prints it: located messages as they are. */
-static void report(int rc, const bp_err *e) {
-    const char *s = e->msg, *colon = strchr(s, ':');
-    int line = 0, col = 0, n = 0;
-    int located = colon && sscanf(colon, ":%d:%d: error: %n", &line, &col, &n) == 2 && n > 0;
-    if (rc >= 128) fprintf(stderr, "bpc: %s\n", s);
-    else fprintf(stderr, "%s%s\n", located ? "" : "bpc: error: ", s);
 }
 
 static const char *jstr(const cJSON *j, const char *k) {
@@ -496,7 +463,7 @@ int bp_cmd_repro(int argc, char **argv) {
         }
         names[m] = irs[m]->name;
         bp_err e;
-        if (bp_sha256_file(irs[m]->path, shas[m], &e)) { report(2, &e); rc = 2; break; }
+        if (bp_sha256_file(irs[m]->path, shas[m], &e)) { bp_cli_report(2, &e); rc = 2; break; }
         for (int j = 0; j < m; j++)
             if (!strcmp(names[j], names[m])) {
                 fprintf(stderr, "bpc: error: --models: %s and %s are both model '%s'\n",
@@ -506,7 +473,16 @@ int bp_cmd_repro(int argc, char **argv) {
     }
     int total = nm * nr * ns;
     cell *cells = rc ? NULL : calloc((size_t)total, sizeof *cells);
-    char *cmd = rc ? NULL : command_line(argc, argv);
+    /* the command as typed: bpc repro ARGS, quoted for a shell where needed */
+    char **full = rc ? NULL : malloc(sizeof *full * (size_t)(argc + 2));
+    char *cmd = NULL;
+    if (full) {
+        full[0] = "bpc";
+        full[1] = "repro";
+        for (int i = 0; i < argc; i++) full[i + 2] = argv[i];
+        cmd = bp_cli_command_line(argc + 2, full);
+        free(full);
+    }
     if (!rc && (!cells || !cmd)) { fprintf(stderr, "bpc: error: out of memory\n"); rc = 2; }
     if (!rc && mkdirs(grid)) {
         fprintf(stderr, "bpc: error: %s: cannot create the grid folder: %s\n", grid, strerror(errno));
@@ -556,7 +532,7 @@ int bp_cmd_repro(int argc, char **argv) {
                 bp_err e = {{0}};
                 int trc = bp_train(irs[m], &o, &res, &e);
                 fflush(stdout);
-                if (trc) report(trc, &e);
+                if (trc) bp_cli_report(trc, &e);
                 if (trc >= 128 || trc == 1) { rc = trc; stop = 1; break; }
                 if (trc) { c->state = 2; failed++; continue; }
                 if (read_summary(c)) { c->state = 2; failed++; continue; }
