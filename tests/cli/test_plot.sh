@@ -83,9 +83,9 @@ if command -v gnuplot > /dev/null 2>&1; then
     else
         bad "gnuplot PNG" "$T/log"
     fi
+elif [ "${CI:-}" = true ]; then
+    bad "gnuplot is not installed (.ci/run installs gnuplot-nox): its SVG and PNG are not tested"
 else
-    expect "PNG without gnuplot on PATH" 2 "install it (Debian: apt-get install gnuplot-nox)" \
-        "$BPC" plot "$T/brainprop" -o "$T/x.png"
     echo "skip gnuplot is not installed: its SVG and PNG are not tested"
 fi
 
