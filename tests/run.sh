@@ -1,5 +1,6 @@
 #!/bin/sh
-# tests/run.sh: every test of bpc, in one run; ends with the line "N passed, N failed".
+# tests/run.sh: every test of bpc, in one run; ends with "N passed, N failed, N skipped"
+# (under CI=true a skipped check counts as failed: it means a missing install).
 #
 # Counts each cmocka test case, each golden diagnostic, each model check and each
 # end-to-end run as one test. Environment: BUILD (build folder), DATA (data root that
