@@ -20,13 +20,11 @@
 #include <dirent.h>
 #include "bprt_link.h"
 #include "frontend.h"
+#include "jit_c.h"
 #include "jit_cuda.h"
 #include "linked.h"
 #include "plan.h"
 
-/* The C JIT's flags (jit_c.c), so that the linked kernels compute bit for bit what
- * `bpc train` computes; BPC_CFLAGS is added after them there and here. */
-#define KERNEL_FLAGS "-O3 -march=native -fopenmp -fPIC -std=c11"
 
 typedef struct {
     char dir[4200];     /* the temporary folder */
@@ -157,7 +155,7 @@ static int cpu_kernels(job *j, const bp_plan *p, const char *src, bp_err *e) {
                "void bp_trainer_kernels_%d(void) { bp_linked_add_c(\"%s\", %d, bp_trainer_names, bp_trainer_fns); }\n",
             n, n, key, p->nkernels);
     if (fclose(f)) return bp_fail(e, "%s: write failed", path);
-    return compile(j, KERNEL_FLAGS, path, obj, e);
+    return compile(j, BP_KERNEL_CFLAGS, path, obj, e);
 }
 
 /* The CUDA images of one rule, for each architecture in j->archs (see build.h).

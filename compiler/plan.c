@@ -62,6 +62,19 @@ static int kernel(cg *c, long count, int per_sample, const char *name, const cha
     return p->nkernels++;
 }
 
+/* Marks kernel k as per-channel over C channels (bp_kernel.channels): its body uses
+ * ch, not i % C. Returns k. */
+static int per_channel(cg *c, int k, long C) {
+    if (k >= 0) c->p->kernels[k].channels = C;
+    return k;
+}
+
+/* Marks kernel k as doing `grain` elements of work per index (bp_kernel.grain). */
+static int heavy(cg *c, int k, long grain) {
+    if (k >= 0) c->p->kernels[k].grain = grain;
+    return k;
+}
+
 static bp_op *push(cg *c, bp_prog *g, bp_op_kind kind, const char *what) {
     if (g->n == g->cap) {
         int cap = g->cap ? 2 * g->cap : 32;
@@ -330,7 +343,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
          * (two passes, in double), then one channel per iteration combines the chunks
          * in a fixed order (Chan et al.'s pairwise update), so no result depends on
          * the thread count. */
-        run(c, tr, kernel(c, BN_CHUNKS, 0, "bn_partial",
+        run(c, tr, heavy(c, kernel(c, BN_CHUNKS, 0, "bn_partial",
             "long n = (long)d.nb * %ldL, per = (n + %dL - 1) / %dL;\n"
             "    long r0 = i * per, r1 = r0 + per < n ? r0 + per : n;\n"
             "    double s[%ld], q[%ld];\n"
@@ -349,7 +362,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
             "        A[%ldL + (i * %ldL + ch) * 2 + 1] = (bp_real)q[ch];\n"
             "    }",
             HW, BN_CHUNKS, BN_CHUNKS, C, C, C, C, rl, in->act, C, C, C, rl, in->act, C, C, part,
-            C, part, C), what);
+            C, part, C), B * S / BN_CHUNKS), what);
         ks = kernel(c, C, 0, "bn_stats",
             "long n = (long)d.nb * %ldL, per = (n + %dL - 1) / %dL;\n"
             "    double na = 0.0, mu = 0.0, m2 = 0.0;\n"
@@ -371,7 +384,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
             BN_MOMENTUM, MM, 1 - BN_MOMENTUM, MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM);
     } else {
         /* very wide layers: two-pass statistics in double, one channel per iteration */
-        ks = kernel(c, C, 0, "bn_stats",
+        ks = heavy(c, kernel(c, C, 0, "bn_stats",
         "long n = (long)d.nb * %ldL;\n"
         "    double s = 0.0, v = 0.0;\n"
         "    for (long r = 0; r < n; r++) s += %s(A[%ldL + r * %ldL + i]);\n"
@@ -383,27 +396,27 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
         "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * mu);\n"
         "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * v);",
         HW, rl, in->act, C, rl, in->act, C, mean, inv, BN_EPS, MM, BN_MOMENTUM, MM,
-        1 - BN_MOMENTUM, MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM);
+        1 - BN_MOMENTUM, MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM), B * HW);
     }
     /* with the ReLU fused, the normalisation also stores relu(z) back for the ReLU's
      * backward gate */
     char wb[96] = "";
     if (fuse_relu) snprintf(wb, sizeof wb, "    A[%ldL + i] = x;\n", in->act);
     int kn = kernel(c, S, 1, "bn_norm",
-        "long ch = i %% %ldL;\n"
-        "    bp_real x = %s(A[%ldL + i]);\n"
+        "bp_real x = %s(A[%ldL + i]);\n"
         "%s"
         "    bp_real xh = (x - A[%ldL + ch]) * A[%ldL + ch];\n"
         "    A[%ldL + i] = xh;\n"
         "    A[%ldL + i] = A[%ldL + ch] * xh + A[%ldL + ch];",
-        C, rl, in->act, wb, mean, inv, xhat, out->act, G, BE);
+        rl, in->act, wb, mean, inv, xhat, out->act, G, BE);
     int ke = kernel(c, S, 1, "bn_infer",
-        "long ch = i %% %ldL;\n"
-        "    bp_real x = %s(A[%ldL + i]);\n"
+        "bp_real x = %s(A[%ldL + i]);\n"
         "%s"
         "    bp_real xh = (x - A[%ldL + ch]) / BP_SQRT(A[%ldL + ch] + BP_C(%.9g));\n"
         "    A[%ldL + i] = A[%ldL + ch] * xh + A[%ldL + ch];",
-        C, rl, in->act, wb, MM, MV, BN_EPS, out->act, G, BE);
+        rl, in->act, wb, MM, MV, BN_EPS, out->act, G, BE);
+    per_channel(c, kn, C);
+    per_channel(c, ke, C);
     run(c, tr, ks, what);
     run(c, tr, kn, what);
     run(c, ev, ke, what);
@@ -411,7 +424,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     snprintf(what, sizeof what, "batchnorm@%d:%d backward", L->loc.line, L->loc.col);
     if (chunked) {
         /* sum(dy * xhat) and sum(dy) per channel: per chunk of rows, then in order */
-        run(c, bw, kernel(c, BN_CHUNKS, 0, "bn_reduce_partial",
+        run(c, bw, heavy(c, kernel(c, BN_CHUNKS, 0, "bn_reduce_partial",
             "long n = (long)d.nb * %ldL, per = (n + %dL - 1) / %dL;\n"
             "    long r0 = i * per, r1 = r0 + per < n ? r0 + per : n;\n"
             "    double sg[%ld], sb[%ld];\n"
@@ -426,7 +439,8 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
             "        A[%ldL + (i * %ldL + ch) * 2] = (bp_real)sg[ch];\n"
             "        A[%ldL + (i * %ldL + ch) * 2 + 1] = (bp_real)sb[ch];\n"
             "    }",
-            HW, BN_CHUNKS, BN_CHUNKS, C, C, C, C, out->fb, C, xhat, C, C, part, C, part, C), what);
+            HW, BN_CHUNKS, BN_CHUNKS, C, C, C, C, out->fb, C, xhat, C, C, part, C, part, C),
+            B * S / BN_CHUNKS), what);
         run(c, bw, kernel(c, C, 0, "bn_reduce",
             "double sg = 0.0, sb = 0.0;\n"
             "    for (long k = 0; k < %dL; k++) {\n"
@@ -437,7 +451,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
             "    A[%ldL + i] = (bp_real)sb;",
             BN_CHUNKS, part, C, part, C, dg, db), what);
     } else {
-        run(c, bw, kernel(c, C, 0, "bn_reduce",
+        run(c, bw, heavy(c, kernel(c, C, 0, "bn_reduce",
         "long n = (long)d.nb * %ldL;\n"
         "    double sg = 0.0, sb = 0.0;\n"
         "    for (long r = 0; r < n; r++) {\n"
@@ -447,15 +461,14 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
         "    }\n"
         "    A[%ldL + i] = (bp_real)sg;\n"
         "    A[%ldL + i] = (bp_real)sb;",
-        HW, out->fb, C, xhat, C, dg, db), what);
+        HW, out->fb, C, xhat, C, dg, db), B * HW), what);
     }
     if (need_dx)
-        run(c, bw, kernel(c, S, 1, "bn_dx",
-            "long ch = i %% %ldL;\n"
-            "    bp_real n = (bp_real)((long)d.nb * %ldL);\n"
+        run(c, bw, per_channel(c, kernel(c, S, 1, "bn_dx",
+            "bp_real n = (bp_real)((long)d.nb * %ldL);\n"
             "    A[%ldL + i] = A[%ldL + ch] * A[%ldL + ch] *\n"
             "        (A[%ldL + i] - A[%ldL + ch] / n - A[%ldL + i] * A[%ldL + ch] / n);",
-            C, HW, in->fb, G, inv, out->fb, db, xhat, dg), what);
+            HW, in->fb, G, inv, out->fb, db, xhat, dg), C), what);
     run(c, bw, kernel(c, C, 0, "bn_update",
         "A[%ldL + i] -= d.lr * A[%ldL + i];\n"
         "    A[%ldL + i] -= d.lr * A[%ldL + i];",

@@ -37,11 +37,18 @@ typedef struct {
     long stride_a, stride_b, stride_c;
 } bp_gemm;
 
-/* A generated kernel: body over index i, run for count (x nb if per_sample) values. */
+/* A generated kernel: body over index i, run for count (x nb if per_sample) values.
+ * channels > 0: i runs over an NHWC tensor with that many channels and the body may
+ * also use ch = i % channels; the C wrapper (templates/kernel_c_ch.in) then loops over
+ * rows with an inner SIMD loop over ch, so per-channel operands are contiguous loads.
+ * grain: the work of one index in elements (1 unless an index loops inside), so that
+ * OpenMP splits a kernel of a few heavy indices across threads. */
 typedef struct {
     char name[48];
     long count;
     int per_sample;
+    long channels;
+    long grain;
     char *body;
 } bp_kernel;
 

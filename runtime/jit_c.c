@@ -124,7 +124,7 @@ void *bp_jit_c(const char *source, bp_err *e) {
     if (!cc || !*cc) cc = "cc";
     const char *extra = getenv("BPC_CFLAGS");
     if (!extra) extra = "";
-    const char *flags = "-O3 -march=native -fopenmp -shared -fPIC -std=c11";
+    const char *flags = BP_KERNEL_CFLAGS " -shared";
     const char *parts[] = {source, cc, flags, extra};
     char hash[65];
     sha256_hex(parts, 4, hash);

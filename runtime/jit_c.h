@@ -9,9 +9,16 @@
  * Writes into buf; returns buf, or NULL with e set. */
 const char *bp_cache_dir(char *buf, size_t len, bp_err *e);
 
+/* The flags of every compile of emitted C (the JIT and `bpc build`), so that a
+ * standalone trainer computes bit for bit what `bpc train` computes.
+ * -fno-trapping-math: no program here reads the floating-point exception flags, and
+ * without it GCC keeps a branch for every ReLU (x > 0 ? x : 0) and leaves the batch-norm
+ * and ReLU loops scalar; values are unchanged (no reassociation, no fast-math). */
+#define BP_KERNEL_CFLAGS "-O3 -march=native -fopenmp -fno-trapping-math -fPIC -std=c11"
+
 /* Compiles `source` with $CC (default cc) and the flags below, unless an object with
  * the same SHA-256 of (source, compiler, flags) is in the cache, and dlopens it.
- * Flags: -O3 -march=native -fopenmp -shared -fPIC -std=c11 (plus $BPC_CFLAGS).
+ * Flags: BP_KERNEL_CFLAGS -shared (plus $BPC_CFLAGS).
  * The object is written to a temp name and renamed, so a killed compile leaves no
  * half-written cache entry. On a compile error the compiler's output and the path of
  * the kept source are in the message. Returns the dlopen handle or NULL. */
