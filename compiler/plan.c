@@ -63,7 +63,7 @@ static int kernel(cg *c, long count, int per_sample, const char *name, const cha
 }
 
 /* Marks kernel k as per-channel over C channels (bp_kernel.channels): its body uses
- * ch, not i % C. Returns k. */
+ * ch and row (i = row * C + ch), not i % C and i / C. Returns k. */
 static int per_channel(cg *c, int k, long C) {
     if (k >= 0) c->p->kernels[k].channels = C;
     return k;
@@ -518,9 +518,10 @@ static void lower_maxpool(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, 
     long arg = alloc_i(c, B * S);
     char what[64];
     snprintf(what, sizeof what, "maxpool@%d:%d forward", L->loc.line, L->loc.col);
-    int k = kernel(c, S, 1, "maxpool",
-        "long b = i / %ldL, r = i %% %ldL;\n"
-        "    int oh = (int)(r / %ldL), ow = (int)((r / %ldL) %% %d), ch = (int)(r %% %ldL);\n"
+    long OHW = S / C, IHW = in->S / C;
+    int k = per_channel(c, kernel(c, S, 1, "maxpool",
+        "long b = row / %ldL, px = row %% %ldL;\n"
+        "    int oh = (int)(px / %dL), ow = (int)(px %% %dL);\n"
         "    bp_real m = BP_NEG_INF; int best = -1;\n"
         "    for (int kh = 0; kh < %d; kh++) {\n"
         "        int ih = oh * %d - %d + kh;\n"
@@ -534,9 +535,9 @@ static void lower_maxpool(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, 
         "    }\n"
         "    A[%ldL + i] = m;\n"
         "    I[%ldL + i] = best;",
-        S, S, (long)L->out.w * C, C, L->out.w, C, L->ksize, L->stride, L->pad_top, L->in.h,
+        OHW, OHW, L->out.w, L->out.w, L->ksize, L->stride, L->pad_top, L->in.h,
         L->ksize, L->stride, L->pad_left, L->in.w, in->act, in->S, L->in.w, C, L->in.w,
-        out->act, arg);
+        out->act, arg), C);
     run(c, tr, k, what);
     run(c, ev, k, what);
     if (!need_dx) return;
@@ -547,14 +548,14 @@ static void lower_maxpool(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, 
         "            if (I[%ldL + o] == me) s += A[%ldL + o];\n",
         S, L->out.w, C, arg, out->fb);
     windows_over(loops, sizeof loops, L, inner);
-    run(c, bw, kernel(c, in->S, 1, "maxpool_back",
-        "long b = i / %ldL, r = i %% %ldL;\n"
-        "    int ih = (int)(r / %ldL), iw = (int)((r / %ldL) %% %d), ch = (int)(r %% %ldL);\n"
+    run(c, bw, per_channel(c, kernel(c, in->S, 1, "maxpool_back",
+        "long b = row / %ldL, px = row %% %ldL;\n"
+        "    int ih = (int)(px / %dL), iw = (int)(px %% %dL);\n"
         "    int me = ih * %d + iw;\n"
         "    bp_real s = BP_C(0.0);\n"
         "%s\n"
         "    A[%ldL + i] = s;",
-        in->S, in->S, (long)L->in.w * C, C, L->in.w, C, L->in.w, loops, in->fb), what);
+        IHW, IHW, L->in.w, L->in.w, L->in.w, loops, in->fb), C), what);
 }
 
 /* The output layer: Q = x W^T, then the rule's action selection, reward, RPE and the

@@ -39,7 +39,7 @@ typedef struct {
 
 /* A generated kernel: body over index i, run for count (x nb if per_sample) values.
  * channels > 0: i runs over an NHWC tensor with that many channels and the body may
- * also use ch = i % channels; the C wrapper (templates/kernel_c_ch.in) then loops over
+ * also use ch = i % channels and row = i / channels; the C wrapper (templates/kernel_c_ch.in) then loops over
  * rows with an inner SIMD loop over ch, so per-channel operands are contiguous loads.
  * grain: the work of one index in elements (1 unless an index loops inside), so that
  * OpenMP splits a kernel of a few heavy indices across threads. */
