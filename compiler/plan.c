@@ -489,20 +489,24 @@ static void lower_dropout(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, 
     double scale = 1.0 / (1.0 - (double)L->rate); /* BP_C rounds it for float targets */
     char what[64];
     snprintf(what, sizeof what, "dropout@%d:%d forward", L->loc.line, L->loc.col);
-    /* one Philox block gives the draws of four consecutive units */
+    /* One Philox block gives the draws of four consecutive units. The kernel runs per
+     * sample (row) over its blocks (ch), the four words spelled out, so that the C
+     * compiler vectorises Philox across blocks; words past the end of a sample are
+     * guarded only when S is not a multiple of 4. */
     long G = (S + 3) / 4;
-    run(c, tr, kernel(c, G, 1, "dropout",
-        "long b = i / %ldL, g = i %% %ldL;\n"
-        "    bp_u32x4 u = bp_rand_block(d.seed, d.step, (unsigned int)b, %uu, (unsigned int)g);\n"
-        "    for (int w = 0; w < 4; w++) {\n"
-        "        long j = g * 4 + w;\n"
-        "        if (j >= %ldL) break;\n"
-        "        bp_real m = u.v[w] >= %uu ? BP_C(%.17g) : BP_C(0.0);\n"
-        "        A[%ldL + b * %ldL + j] = m;\n"
-        "        A[%ldL + b * %ldL + j] = A[%ldL + b * %ldL + j] * m;\n"
-        "    }",
-        G, G, (unsigned)(16u + (unsigned)l), S, thresh, scale, mask, S, out->act, S, in->act, S),
-        what);
+    char body[2048];
+    int at = snprintf(body, sizeof body,
+        "bp_u32x4 u = bp_rand_block(d.seed, d.step, (unsigned int)row, %uu, (unsigned int)ch);\n"
+        "    long j = row * %ldL + ch * 4;\n", 16u + (unsigned)l, S);
+    for (int w = 0; w < 4; w++) {
+        char guard[48] = "";
+        if (S % 4 && w > 0) snprintf(guard, sizeof guard, "if (ch * 4 + %d < %ldL) ", w, S);
+        at += snprintf(body + at, sizeof body - (size_t)at,
+            "    %s{ bp_real m = u.v[%d] >= %uu ? BP_C(%.17g) : BP_C(0.0);\n"
+            "      A[%ldL + j + %d] = m; A[%ldL + j + %d] = A[%ldL + j + %d] * m; }\n",
+            guard, w, thresh, scale, mask, w, out->act, w, in->act, w);
+    }
+    run(c, tr, per_channel(c, kernel(c, G, 1, "dropout", "%s", body), G), what);
     run(c, ev, kernel(c, S, 1, "copy", "A[%ldL + i] = A[%ldL + i];", out->act, in->act), what);
     snprintf(what, sizeof what, "dropout@%d:%d backward", L->loc.line, L->loc.col);
     if (need_dx)
