@@ -1,11 +1,12 @@
 /* bench_step.c (build/bench_step): times bpc's CPU training step for `make bench`.
  *
  *   bench_step MODEL.bp brainprop|ebp [--steps N] [--warmup N] [--batch B] [--seed S]
- *              [--no-sgemm] [--no-cold] [--layers-json PATH] [--serve]
+ *              [--target cpu|cuda] [--no-sgemm] [--no-cold] [--layers-json PATH] [--serve]
  *
  * Compiles the model (front end, plan, C source: timed as "bpc compile"), JIT-compiles
  * it twice (cold, in a fresh empty $XDG_CACHE_HOME, then warm from that cache), opens
- * the CPU target, initialises the parameters, feeds one synthetic uint8 batch of the
+ * the target (CPU by default; --target cuda: NVRTC and cuBLAS, each timed step then
+ * waits for the GPU, and there is no sgemm figure), initialises the parameters, feeds one synthetic uint8 batch of the
  * model's shape (Philox pixels and cycling labels, exactly as oracle_dump's "synthetic"
  * mode: no data set is read, so the figures need none) and runs full-batch `train`
  * programs, the step counter advancing so that dropout masks and actions change.
@@ -111,7 +112,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 /* Milliseconds of bp_exec_open (emit, cc, dlopen) in a forked child; the child hands
  * its time back through a pipe. Exits on failure with the child's message. */
-static double cold_open_ms(const bp_plan *p) {
+static double cold_open_ms(const bp_plan *p, bp_target target) {
     int fd[2];
     if (pipe(fd)) die(2, "pipe failed");
     fflush(stdout);
@@ -123,7 +124,7 @@ static double cold_open_ms(const bp_plan *p) {
         bp_exec x;
         bp_err e;
         double t0 = now_ms();
-        if (bp_exec_open(&x, p, BP_TARGET_CPU, &e)) { fprintf(stderr, "bench_step: %s\n", e.msg); _exit(2); }
+        if (bp_exec_open(&x, p, target, &e)) { fprintf(stderr, "bench_step: %s\n", e.msg); _exit(2); }
         double t = now_ms() - t0;
         _exit(write(fd[1], &t, sizeof t) == (ssize_t)sizeof t ? 0 : 2);
     }
@@ -173,13 +174,18 @@ typedef struct {
     int steps_run;
 } runner;
 
-/* Runs n steps; stores each one's milliseconds in t (when non-NULL). */
+/* Runs n steps; stores each one's milliseconds in t (when non-NULL). On the GPU a run
+ * only queues the step, so each step ends with a read of one value, which waits for it
+ * (what the training loop does when it reads the step's statistics). */
 static void run_steps(runner *r, int n, double *t) {
     bp_err e;
     for (int i = 0; i < n; i++) {
         r->d.step++;
         double t0 = now_ms();
         if (bp_exec_run(&r->x, &r->x.plan->train, &r->d, &e)) die(2, e.msg);
+        float one;
+        if (r->x.target == BP_TARGET_CUDA && bp_exec_get_f32(&r->x, r->x.plan->stats, &one, 1, &e))
+            die(2, e.msg);
         if (t) t[i] = now_ms() - t0;
         r->steps_run++;
     }
@@ -211,7 +217,7 @@ static double last_loss(runner *r) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_step MODEL.bp brainprop|ebp [--steps N] [--warmup N] [--batch B] "
-                    "[--seed S] [--no-sgemm] [--no-cold] [--layers-json PATH] [--serve]\n");
+                    "[--seed S] [--target cpu|cuda] [--no-sgemm] [--no-cold] [--layers-json PATH] [--serve]\n");
     exit(1);
 }
 
@@ -221,6 +227,7 @@ int main(int argc, char **argv) {
     const char *model = argv[1], *rule_s = argv[2], *layers_json = NULL;
     int steps = 20, warmup = 3, batch = 0, do_sgemm = 1, do_cold = 1, serve = 0;
     unsigned long long seed = 1;
+    bp_target target = BP_TARGET_CPU;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -229,6 +236,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch") && more) batch = atoi(argv[++i]);
         else if (!strcmp(a, "--seed") && more) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--layers-json") && more) layers_json = argv[++i];
+        else if (!strcmp(a, "--target") && more) {
+            const char *t = argv[++i];
+            if (!strcmp(t, "cpu")) target = BP_TARGET_CPU;
+            else if (!strcmp(t, "cuda")) target = BP_TARGET_CUDA;
+            else die(1, "--target is cpu or cuda");
+        }
         else if (!strcmp(a, "--no-sgemm")) do_sgemm = 0;
         else if (!strcmp(a, "--no-cold")) do_cold = 0;
         else if (!strcmp(a, "--serve")) serve = 1;
@@ -252,7 +265,8 @@ int main(int argc, char **argv) {
     char *src = NULL;
     size_t len = 0;
     FILE *mf = open_memstream(&src, &len);
-    if (!mf || bp_emit(mf, p, "c") != 0 || fclose(mf) != 0) die(2, "out of memory emitting C");
+    if (!mf || bp_emit(mf, p, target == BP_TARGET_CUDA ? "cuda" : "c") != 0 || fclose(mf) != 0)
+        die(2, "out of memory emitting the source");
     double codegen_ms = now_ms() - t0;
     free(src);
     int nb = p->batch;
@@ -269,10 +283,10 @@ int main(int argc, char **argv) {
     if (do_cold) {
         if (!mkdtemp(cache)) die(2, "cannot create a temporary cache folder");
         setenv("XDG_CACHE_HOME", cache, 1);
-        jit_cold_ms = cold_open_ms(p);
+        jit_cold_ms = cold_open_ms(p, target);
     }
     t0 = now_ms();
-    if (bp_exec_open(&r.x, p, BP_TARGET_CPU, &e)) die(2, e.msg);
+    if (bp_exec_open(&r.x, p, target, &e)) die(2, e.msg);
     jit_warm_ms = now_ms() - t0;
     if (do_cold) nftw(cache, rm_entry, 16, FTW_DEPTH | FTW_PHYS); /* the object stays mapped */
 
@@ -294,7 +308,7 @@ int main(int argc, char **argv) {
     if (!o) die(2, "out of memory");
     cJSON_AddStringToObject(o, "model", ir->name);
     cJSON_AddStringToObject(o, "rule", rule_s);
-    cJSON_AddStringToObject(o, "target", "cpu");
+    cJSON_AddStringToObject(o, "target", target == BP_TARGET_CUDA ? "cuda" : "cpu");
     cJSON_AddStringToObject(o, "inputs", "synthetic");
     cJSON_AddNumberToObject(o, "batch", nb);
     cJSON_AddNumberToObject(o, "threads", omp_get_max_threads());
@@ -345,7 +359,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_mb());
     cJSON_AddNumberToObject(o, "loss", last_loss(&r));
     cJSON_AddNumberToObject(o, "steps_run", r.steps_run);
-    if (do_sgemm) {
+    if (do_sgemm && target == BP_TARGET_CPU) {
         cJSON_AddNumberToObject(o, "sgemm_n", SGEMM_N);
         cJSON_AddNumberToObject(o, "sgemm_gflops", sgemm_gflops(SGEMM_N));
     } else {

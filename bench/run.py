@@ -117,14 +117,15 @@ def bench_model(a, model, warmup, rounds, per_round, together, tmp):
                 lj = os.path.join(tmp, f"{model}.{rule}.json")
                 b = Server(f"bench_step {model} {rule}",
                            [a.bench_step, bp, rule, "--serve", "--warmup", str(warmup),
-                            "--layers-json", lj])
+                            "--target", a.target, "--layers-json", lj])
                 procs.append(b)
                 h = b.start()
                 env = dict(os.environ)
                 env.update(h.get("env", {}))
                 t = Server(f"torch_step.py {model} {rule}",
                            [a.python, os.path.join(HERE, "torch_step.py"), lj, "--serve",
-                            "--warmup", str(warmup), "--threads", str(h["threads"])], env=env)
+                            "--warmup", str(warmup), "--threads", str(h["threads"]),
+                            "--device", a.target], env=env)
                 procs.append(t)
                 t.start()
                 order += [(rule, b, t)]
@@ -134,26 +135,26 @@ def bench_model(a, model, warmup, rounds, per_round, together, tmp):
                     p.run(per_round)
             for rule, b, t in order:
                 bl, tl = b.finish(), t.finish()
-                rows[rule] = make_row(model, rule, b, t, bl, tl)
+                rows[rule] = make_row(model, rule, a.target, b, t, bl, tl)
                 rows[rule]["rules_interleaved"] = together
         except Exception as e:  # report, and go on with the other models
             print(f"bench: {model} {'/'.join(rules)}: {e}", file=sys.stderr)
             for rule in rules:
-                rows[rule] = {"model": model, "rule": rule, "target": "cpu", "error": str(e)}
+                rows[rule] = {"model": model, "rule": rule, "target": a.target, "error": str(e)}
         finally:
             for p in procs:
                 p.kill()
     return rows
 
 
-def make_row(model, rule, b, t, bl, tl):
+def make_row(model, rule, target, b, t, bl, tl):
     h, th = b.head, t.head
     bms, tms = median(b.times), median(t.times)
     flop = 6.0 * h["macs_per_sample"] * h["batch"]
     gflops = flop / (bms * 1e-3) / 1e9
     sg = bl.get("sgemm_gflops")
     return {
-        "model": model, "rule": rule, "target": "cpu", "inputs": "synthetic",
+        "model": model, "rule": rule, "target": target, "inputs": "synthetic",
         "batch": h["batch"], "threads": h["threads"],
         "bpc_ms_per_step": bms, "pytorch_ms_per_step": tms,
         "speedup_vs_pytorch": tms / bms,
@@ -219,6 +220,8 @@ def main(argv):
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--models", help="comma-separated subset of " + ",".join(m for m, *_ in PLAN))
     ap.add_argument("--quick", action="store_true", help="1 warm-up, 2 rounds of 1 step (a smoke run)")
+    ap.add_argument("--target", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: bpc's CUDA target against PyTorch on the GPU (each step waited for)")
     a = ap.parse_args(argv[1:])
     plan = PLAN
     if a.models:
@@ -229,11 +232,13 @@ def main(argv):
         plan = [p for p in PLAN if p[0] in want]
     if a.quick:
         plan = [(m, 1, 2, 1, t) for m, _, _, _, t in plan]
+    elif a.target == "cuda":  # GPU steps take milliseconds: many more of them
+        plan = [(m, 10 * w, r, 20 * n, t) for m, w, r, n, t in plan]
 
     load = os.getloadavg()
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    print("bpc bench: CPU target against PyTorch, synthetic inputs (random uint8 of each "
-          "model's shape; no data set is read)")
+    print(f"bpc bench: {a.target.upper()} target against PyTorch, synthetic inputs (random uint8 "
+          "of each model's shape; no data set is read)")
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, load average {load[0]:.1f} at start; "
           f"{date}")
     print("shared, noisy machine: the ratios (taken from interleaved steps) mean more than "

@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """torch_step.py: the PyTorch side of `make bench`: one bpc model and rule, written in
-PyTorch float32 the way a user would, timed per training step on the CPU.
+PyTorch float32 the way a user would, timed per training step on the CPU (or, with
+--device cuda, on the GPU: eager PyTorch, each step waited for).
 
     /usr/bin/python3 bench/torch_step.py LAYERS.json [--threads N] [--steps N]
-                                         [--warmup N] [--seed S] [--serve]
+                                         [--warmup N] [--seed S] [--device cpu|cuda]
+                                         [--serve]
 
 LAYERS.json is what `build/bench_step --layers-json` writes (the IR's layer list, in
 the schema of tests/oracle/dump.c's model.json, plus lr, l2, init_std). The network is
@@ -131,16 +133,17 @@ def build(model):
 
 
 class Step:
-    def __init__(self, model, seed):
+    def __init__(self, model, seed, device):
         torch.manual_seed(seed)
-        self.net = build(model).train()
+        self.dev = torch.device(device)
+        self.net = build(model).train().to(self.dev)
         self.rule = model["rule"]
         self.nb = nb = int(model["nb"])
         out = model["layers"][-1]
         self.eps = float(out["epsilon"])
         h, w, c = model["layers"][0]["out"]
-        self.x = torch.randint(0, 256, (nb, c, h, w), dtype=torch.uint8)
-        self.y = torch.arange(nb) * 7 % out["units"]
+        self.x = torch.randint(0, 256, (nb, c, h, w), dtype=torch.uint8).to(self.dev)
+        self.y = (torch.arange(nb) * 7 % out["units"]).to(self.dev)
         lr, l2 = float(model["lr"]), float(model["l2"])
         weights = [p for n, p in self.net.named_parameters() if n.endswith("weight") and p.dim() > 1]
         others = [p for n, p in self.net.named_parameters() if not (n.endswith("weight") and p.dim() > 1)]
@@ -156,7 +159,7 @@ class Step:
             with torch.no_grad():
                 greedy = q.argmax(1)
                 drawn = torch.multinomial(torch.softmax(q, 1), 1).squeeze(1)
-                a = torch.where(torch.rand(self.nb) < self.eps, drawn, greedy)
+                a = torch.where(torch.rand(self.nb, device=self.dev) < self.eps, drawn, greedy)
                 r = (a == self.y).float()
             qa = q.gather(1, a[:, None]).squeeze(1)
             loss = 0.5 * ((r - qa) ** 2).sum() / self.nb
@@ -164,6 +167,8 @@ class Step:
             loss = F.cross_entropy(q, self.y)
         loss.backward()
         self.opt.step()
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize()  # the step is done when the GPU is
         return loss
 
 
@@ -191,16 +196,21 @@ def main(argv):
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--serve", action="store_true")
     a = ap.parse_args(argv[1:])
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("torch_step.py: --device cuda: this PyTorch sees no GPU "
+              f"(torch {torch.__version__}, CUDA build {torch.version.cuda})", file=sys.stderr)
+        return 2
     with open(a.layers_json) as f:
         model = json.load(f)
     torch.set_num_threads(a.threads)
     base_rss = peak_rss_mb()
-    step = Step(model, a.seed)
+    step = Step(model, a.seed, a.device)
     for _ in range(a.warmup):
         step()
-    head = {"model": model["model"], "rule": model["rule"], "target": "cpu",
+    head = {"model": model["model"], "rule": model["rule"], "target": a.device,
             "inputs": "synthetic", "impl": "pytorch", "torch": torch.__version__,
             "batch": step.nb, "threads": torch.get_num_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),

@@ -3,7 +3,9 @@
 # (these machines are shared and noisy). build/bench_step runs mnist_dense for 2 steps
 # and must print one JSON object with every key bench/run.py reads; bench/torch_step.py
 # must run the PyTorch twin of the same model (from the layer list bench_step wrote)
-# for 1 step and print its JSON. Env: BUILD (holds bench_step).
+# for 1 step and print its JSON. The CUDA side (--target cuda, --device cuda) must run
+# where there is a GPU and, where there is none, stop with status 2 and say why.
+# Env: BUILD (holds bench_step).
 set -u
 BUILD=${BUILD:-build}
 T=$(mktemp -d "${TMPDIR:-/tmp}/bpc-bench.XXXXXX")
@@ -45,4 +47,25 @@ PY
         echo "FAIL torch_step.py $rule:"; sed 's/^/  /' "$T/err" "$T/torch.json" | tail -n 20; fails=$((fails + 1))
     fi
 done
+# --target cuda / --device cuda: a real step where a GPU is, else a clear refusal
+"$BUILD/bench_step" models/mnist_dense.bp brainprop --steps 2 --warmup 1 --no-cold --target cuda \
+    > "$T/out.json" 2> "$T/err"
+rc=$?
+if [ "$rc" -eq 0 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["target"] == "cuda" and d["sgemm_gflops"] is None and len(d["times_ms"]) == 2, d' "$T/out.json"; then
+    echo "ok   bench_step --target cuda: a GPU is here and the step ran"
+elif [ "$rc" -eq 2 ] && grep -q "CUDA target unavailable: " "$T/err"; then
+    echo "ok   bench_step --target cuda without a GPU: status 2, $(head -c 90 "$T/err")"
+else
+    echo "FAIL bench_step --target cuda: status $rc"; sed 's/^/  /' "$T/err" "$T/out.json" | tail -n 20; fails=$((fails + 1))
+fi
+/usr/bin/python3 bench/torch_step.py "$T/layers.brainprop.json" --steps 1 --warmup 0 --device cuda \
+    > "$T/torch.json" 2> "$T/err"
+rc=$?
+if [ "$rc" -eq 0 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["target"] == "cuda", d' "$T/torch.json"; then
+    echo "ok   torch_step.py --device cuda: a GPU is here and the step ran"
+elif [ "$rc" -eq 2 ] && grep -q "this PyTorch sees no GPU" "$T/err"; then
+    echo "ok   torch_step.py --device cuda without a GPU: status 2, it says so"
+else
+    echo "FAIL torch_step.py --device cuda: status $rc"; sed 's/^/  /' "$T/err" | tail -n 20; fails=$((fails + 1))
+fi
 [ "$fails" -eq 0 ]
