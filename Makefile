@@ -112,23 +112,25 @@ $(SAN)/bpc: $(SAN)/compiler/main.o $(call objs,$(SAN))
 	$(CC) $(CFLAGS) $(SANFLAGS) $^ -o $@ $(LDLIBS)
 
 # ---- unit tests: tests/unit/test_*.c, each one cmocka program -------------------------
+# a one-step compile and link: the sources and objects of $^ (the .d files add headers)
+SRCS = $(filter %.c %.o,$^)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 UNIT_SAN := $(patsubst tests/unit/%.c,$(SAN)/tests/%,$(UNIT_SRC))
 $(BUILD)/tests/%: tests/unit/%.c $(call objs,$(BUILD))
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $^ -o $@ $(LDLIBS) $(CMOCKA_LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $(SRCS) -o $@ $(LDLIBS) $(CMOCKA_LIBS)
 $(SAN)/tests/%: tests/unit/%.c $(call objs,$(SAN))
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -O1 $(SANFLAGS) -Itests/unit $^ -o $@ $(LDLIBS) $(CMOCKA_LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -O1 $(SANFLAGS) -Itests/unit $(SRCS) -o $@ $(LDLIBS) $(CMOCKA_LIBS)
 
 # ---- the PyTorch oracle's dumper: one training step, every tensor before and after ----
 $(BUILD)/oracle_dump: tests/oracle/dump.c $(call objs,$(BUILD))
-	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SRCS) -o $@ $(LDLIBS)
 
 # ---- the GPU check: CUDA against CPU, step by step (needs a GPU to run; links anywhere)
 $(BUILD)/gpu_compare: tests/gpu/compare.c $(call objs,$(BUILD))
-	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SRCS) -o $@ $(LDLIBS)
 
 # ---- fuzzing: libFuzzer on the .bp front end (clang) ----------------------------------
 # the front end alone: lexer, parser, checks, IR, the check table
@@ -158,7 +160,7 @@ cuda-report: $(BUILD)/bpc
 
 # ---- make bench: bpc's CPU step against PyTorch, interleaved; writes bench/results.json
 $(BUILD)/bench_step: bench/bench_step.c $(call objs,$(BUILD))
-	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SRCS) -o $@ $(LDLIBS)
 bench: $(BUILD)/bench_step
 	BUILD=$(BUILD) sh bench/run.sh
 

@@ -30,7 +30,8 @@ static const char *repro_usage =
     "                 [--data DIR] [--epochs N] [--lr X] [--limit N] [--test-limit N]\n"
     "                 [--val N|F|test] [--target cpu|cuda|auto] [--progress|--no-progress]\n"
     "  a model is a .bp file or a name in models/ (mnist_conv); each (model, rule, seed) is\n"
-    "  the run folder GRID_DIR/MODEL-RULE-seedS; run the same command again to continue\n";
+    "  the run folder GRID_DIR/MODEL-RULE-seedS; run the same command again to continue;\n"
+    "  several copies of the command share the grid (a run in training is skipped)\n";
 
 #define MAXL 64 /* models, rules, seeds: at most this many each */
 
@@ -497,7 +498,7 @@ int bp_cmd_repro(int argc, char **argv) {
     for (int i = 0; i < total; i++)
         snprintf(cells[i].dir, sizeof cells[i].dir, "%s/%s-%s-seed%s", grid, names[i / (nr * ns)],
                  rules[i / ns % nr], seeds[i % ns]);
-    int failed = 0, stop = 0;
+    int failed = 0, stop = 0, busy = 0;
     for (int m = 0; m < nm && !stop; m++)
         for (int r = 0; r < nr && !stop; r++)
             for (int s = 0; s < ns && !stop; s++) {
@@ -513,6 +514,13 @@ int bp_cmd_repro(int argc, char **argv) {
                            idx + 1, total, names[m], rules[r], seeds[s], c->test_acc, c->best_epoch,
                            c->epochs_run);
                     fflush(stdout);
+                    continue;
+                }
+                if (bp_run_dir_busy(c->dir)) { /* another worker on the same grid has it */
+                    printf("[%d/%d] %s %s seed %s: being trained by another process; skipped\n",
+                           idx + 1, total, names[m], rules[r], seeds[s]);
+                    fflush(stdout);
+                    busy++;
                     continue;
                 }
                 char last[4300];
@@ -559,8 +567,10 @@ int bp_cmd_repro(int argc, char **argv) {
     if (rc != 1) {
         int done = 0;
         for (int i = 0; i < total; i++) done += cells[i].state == 1;
-        printf("bpc repro: %d of %d runs done%s; wrote %s/results.md\n", done, total,
-               failed ? " (some failed: see above)" : "", grid);
+        printf("bpc repro: %d of %d runs done%s%s; wrote %s/results.md\n", done, total,
+               failed ? " (some failed: see above)" : "",
+               busy ? " (some are being trained by another process: run the command again "
+                      "when it is done)" : "", grid);
     }
     if (rc >= 128) fprintf(stderr, "bpc: the grid is not finished; run the same command again to continue\n");
     if (!rc && failed) rc = 2;

@@ -11,12 +11,14 @@
  */
 #include "train.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -189,6 +191,7 @@ typedef struct {
     int epochs;
     float lr0;
     char dir[4000];         /* the run folder, or "" */
+    int lock_fd;            /* the run folder's lock file, held while training; -1 */
     bp_dataset ds;
     bp_split held;          /* the held-out validation images (unless val_test) */
     const bp_split *val;
@@ -523,6 +526,41 @@ static int trim_metrics(const char *path, int upto, bp_err *e) {
 }
 
 /* Creates or reopens the run folder: the model source, the command, the metrics. */
+/* One process per run folder: RUN_DIR/lock is held with flock while the run trains, so
+ * that a second `bpc train --resume` or `bpc repro` on the same folder stops instead of
+ * interleaving its checkpoints with this one's. The kernel releases it when the process
+ * ends, even on SIGKILL, so a stale lock never blocks a resume. A new run's folder is
+ * created here; a resume of a missing folder is left to the check that reports it. */
+static int lock_dir(run *r, int resuming, bp_err *e) {
+    char path[4200];
+    struct stat st;
+    if (resuming && (stat(r->dir, &st) || !S_ISDIR(st.st_mode))) return 0;
+    if (!resuming && mkdirs(r->dir, e)) return 2;
+    path_in(r, path, sizeof path, "lock");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) return bp_fail(e, "%s: cannot create the run folder's lock: %s", path, strerror(errno)), 2;
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        int busy = errno == EWOULDBLOCK;
+        close(fd);
+        if (busy)
+            return bp_fail(e, "%s is being trained by another bpc process (it holds %s); wait "
+                              "for it to finish, or stop it first", r->dir, path), 1;
+        return bp_fail(e, "%s: cannot lock: %s", path, strerror(errno)), 2;
+    }
+    r->lock_fd = fd;
+    return 0;
+}
+
+int bp_run_dir_busy(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return 0;
+    int busy = flock(fd, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK;
+    close(fd); /* also drops the lock if this call took it */
+    return busy;
+}
+
 static int open_dir(run *r, int resuming, bp_err *e) {
     char path[4200];
     if (mkdirs(r->dir, e)) return 2;
@@ -630,40 +668,46 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     r->cfg = &ir->train;
     r->o = *o;
     r->log = o->log ? o->log : stdout;
+    r->lock_fd = -1;
     bp_stop_init(&r->stop);
     const char *dir = o->resume ? o->resume : o->out_dir;
     if (dir && strlen(dir) >= sizeof r->dir) return bp_fail(e, "the run folder path is too long"), 1;
     if (dir) snprintf(r->dir, sizeof r->dir, "%s", dir);
     if (bp_sha256_file(ir->path, r->sha, e)) return 2;
+    char last[4200] = "";
+    int resuming = 0, rc = 0;
+    if (dir && (rc = lock_dir(r, o->resume != NULL, e))) return rc;
     if (dir && !o->resume) { /* before anything slow: a run folder is not overwritten */
         char a[4200];
         path_in(r, a, sizeof a, "last.safetensors");
-        if (exists(a))
-            return bp_fail(e, "%s already holds a run; continue it with --resume %s, or choose "
-                              "another --out", r->dir, r->dir), 1;
+        if (exists(a)) {
+            rc = (bp_fail(e, "%s already holds a run; continue it with --resume %s, or choose "
+                             "another --out", r->dir, r->dir), 1);
+            goto out;
+        }
     }
 
     /* resume: the options first, since the rule and the data depend on them */
-    char last[4200] = "";
-    int resuming = 0, rc = 0;
     if (o->resume) {
         struct stat st;
-        if (stat(o->resume, &st) || !S_ISDIR(st.st_mode))
-            return bp_fail(e, "cannot resume %s: no such run folder", o->resume), 1;
-        path_in(r, last, sizeof last, "last.safetensors");
-        if (exists(last)) {
-            bp_st_file f;
-            if (bp_st_read(last, &f, e)) return 2;
-            rc = adopt(r, &f, e);
-            bp_st_free(&f);
-            if (rc) return rc;
-            resuming = 1;
-        } else {
-            /* nothing to take the run's options from: refuse rather than guess them */
-            return bp_fail(e, "cannot resume %s: it has no last.safetensors (the run stopped "
-                              "before its first checkpoint); start it again without --resume, "
-                              "with the command in %s/command.txt", o->resume, o->resume), 1;
+        if (stat(o->resume, &st) || !S_ISDIR(st.st_mode)) {
+            rc = (bp_fail(e, "cannot resume %s: no such run folder", o->resume), 1);
+            goto out;
         }
+        path_in(r, last, sizeof last, "last.safetensors");
+        if (!exists(last)) {
+            /* nothing to take the run's options from: refuse rather than guess them */
+            rc = (bp_fail(e, "cannot resume %s: it has no last.safetensors (the run stopped "
+                             "before its first checkpoint); start it again without --resume, "
+                             "with the command in %s/command.txt", o->resume, o->resume), 1);
+            goto out;
+        }
+        bp_st_file f;
+        if (bp_st_read(last, &f, e)) { rc = 2; goto out; }
+        rc = adopt(r, &f, e);
+        bp_st_free(&f);
+        if (rc) goto out;
+        resuming = 1;
     }
     r->seed = r->o.has_seed ? r->o.seed : r->cfg->seed;
     r->epochs = r->o.epochs > 0 ? r->o.epochs : r->cfg->epochs;
@@ -904,5 +948,6 @@ out:
     bp_split_free(&r->held);
     bp_dataset_free(&r->ds);
     if (r->o.data_dir != o->data_dir) free((char *)r->o.data_dir);
+    if (r->lock_fd >= 0) close(r->lock_fd);
     return rc;
 }

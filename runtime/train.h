@@ -106,11 +106,15 @@ int bp_stop_update(bp_stop *s, int epoch, double acc, int patience, double min_d
  * checkpoint. With resume, the run continues from RUN/last.safetensors: options left
  * out are taken from it, seed, rule, --limit, --test-limit and --val must match it,
  * --epochs and --lr may change. On the CPU target a resumed run is bit-identical to an
- * uninterrupted one.
+ * uninterrupted one (with the same thread count). The run folder's `lock` file is held
+ * (flock) while training: a second process on the same folder gets error 1.
  * Returns 0; 1 for an error in the user's input (shape mismatch, unknown data set, a
- * resume that does not fit); 2 for an I/O, target or numerical (NaN/Inf loss) failure;
+ * resume that does not fit, a run folder in use); 2 for an I/O, target or numerical (NaN/Inf loss) failure;
  * 130/143 when interrupted. The message is in e. */
 int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e);
+
+/* 1 when another process is training in run folder `dir` (it holds dir/lock), else 0. */
+int bp_run_dir_busy(const char *dir);
 
 /* Runs the eval program over a split; returns the accuracy in [0,1] in *acc.
  * If preds is non-NULL it receives the greedy prediction of every image. */

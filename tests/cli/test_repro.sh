@@ -9,6 +9,8 @@
 #  - the same command again skips every finished cell (no training: the summaries are
 #    untouched) and rewrites the table;
 #  - a cell without summary.json but with last.safetensors is resumed, not restarted;
+#  - a cell whose lock another process holds is skipped (and `train --resume` refuses
+#    it), and taken up by the same command once it is free;
 #  - a finished cell trained with other options, and bad arguments, are refused.
 # Env: BPC, DATA (data root holding mnist/), PYTHON (default /usr/bin/python3).
 set -u
@@ -82,6 +84,30 @@ if repro > "$T/r3.log" 2>&1 && grep -q "ebp seed 2: resuming " "$T/r3.log" &&
     ok "a cell with last.safetensors but no summary is resumed to the same result"
 else
     bad "resume a cell" "$T/r3.log"
+fi
+
+# ---- a run folder in use by another process --------------------------------------------------
+# A shell holds the cell's lock (flock(1) on its fd 9, then it becomes `sleep`), as a
+# second bpc would: repro skips the cell, and train
+# refuses it; once the holder is gone the same command takes it up.
+C2=$G/mnist_dense-ebp-seed2
+rm "$C2/summary.json"
+sh -c 'exec 9> "$1" && flock 9 && exec sleep 120' sh "$C2/lock" & holder=$!
+i=0; while flock -n "$C2/lock" true 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if repro > "$T/r4.log" 2>&1 && grep -q "ebp seed 2: being trained by another process; skipped" "$T/r4.log" &&
+   grep -q "3 of 4 runs done (some are being trained by another process" "$T/r4.log" &&
+   grep -q "^| mnist_dense-ebp-seed2 | 2 | pending |" "$G/results.md"; then
+    ok "repro skips a cell that another process is training (several workers share a grid)"
+else
+    bad "repro skips a busy cell" "$T/r4.log"
+fi
+expect "train --resume of a run folder in use" 1 "is being trained by another bpc process" \
+    "$BPC" train --resume "$C2" --data "$DATA" --no-progress
+kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
+if repro > "$T/r5.log" 2>&1 && grep -q "ebp seed 2: resuming " "$T/r5.log" && grep -q "4 of 4 runs done" "$T/r5.log"; then
+    ok "the freed cell is taken up by the same command"
+else
+    bad "the freed cell is taken up" "$T/r5.log"
 fi
 
 # ---- refusals -------------------------------------------------------------------------------
