@@ -525,7 +525,6 @@ static int trim_metrics(const char *path, int upto, bp_err *e) {
     return rc;
 }
 
-/* Creates or reopens the run folder: the model source, the command, the metrics. */
 /* One process per run folder: RUN_DIR/lock is held with flock while the run trains, so
  * that a second `bpc train --resume` or `bpc repro` on the same folder stops instead of
  * interleaving its checkpoints with this one's. The kernel releases it when the process
@@ -561,6 +560,7 @@ int bp_run_dir_busy(const char *dir) {
     return busy;
 }
 
+/* Creates or reopens the run folder: the model source, the command, the metrics. */
 static int open_dir(run *r, int resuming, bp_err *e) {
     char path[4200];
     if (mkdirs(r->dir, e)) return 2;
