@@ -72,6 +72,11 @@ int bp_emit(FILE *out, const bp_plan *p, const char *target) {
     fputc('\n', out);
     for (int i = 0; i < p->nkernels; i++)
         fill(out, p->kernels[i].channels > 0 ? wrap_ch : wrap, &p->kernels[i]);
+    if (cuda) { /* the runtime's input gather from the images kept on the GPU */
+        const char *g = bp_template_text("gather_cu.in");
+        if (!g) return -1;
+        fputs(g, out);
+    }
     fprintf(out, "/* The step plan: float arena %ld, int arena %ld.\n", p->arena_floats, p->arena_ints);
     for (int i = 0; i < p->ntensors; i++) {
         const bp_tensor *t = &p->tensors[i];

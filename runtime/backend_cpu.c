@@ -25,6 +25,11 @@ typedef struct {
     int *ints;
     unsigned char *X;
     profile prof;      /* BPC_PROFILE */
+    const unsigned char *images; /* the staged split (the caller's memory) */
+    const int *labels;
+    long nstaged;
+    int *order;        /* the epoch's order, a copy */
+    long norder;
 } cpu;
 
 /* The plan's GEMMs are row-major, exactly CBLAS's CblasRowMajor convention. A batch
@@ -63,6 +68,7 @@ static void cpu_close(bp_exec *x) {
     free(c->A);
     free(c->ints);
     free(c->X);
+    free(c->order);
     free(c);
     x->impl = NULL;
 }
@@ -172,5 +178,40 @@ static void print_profile(bp_exec *x) {
     }
 }
 
-const bp_backend bp_backend_cpu = {"cpu", cpu_open, cpu_put, cpu_get, cpu_run, cpu_close};
-const bp_backend bp_backend_cpu64 = {"cpu64", cpu_open, cpu_put, cpu_get, cpu_run, cpu_close};
+static int cpu_stage(bp_exec *x, const unsigned char *images, const int *labels, long n, bp_err *e) {
+    cpu *c = x->impl;
+    c->images = images;
+    c->labels = labels;
+    c->nstaged = n;
+    return 0;
+}
+
+static int cpu_order(bp_exec *x, const int *idx, long n, bp_err *e) {
+    cpu *c = x->impl;
+    int *o = realloc(c->order, sizeof *o * (size_t)(n > 0 ? n : 1));
+    if (!o) return bp_fail(e, "out of memory for the order of %ld images", n);
+    memcpy(o, idx, sizeof *o * (size_t)n);
+    c->order = o;
+    c->norder = n;
+    return 0;
+}
+
+static int cpu_gather(bp_exec *x, long first, int nb, bp_err *e) {
+    cpu *c = x->impl;
+    const bp_plan *p = x->plan;
+    if (first < 0 || nb < 0 || nb > p->batch || first + nb > c->norder)
+        return bp_fail(e, "internal error: gather of %d images at %ld of an order of %ld", nb, first, c->norder);
+    for (int b = 0; b < nb; b++) {
+        long k = c->order[first + b];
+        if (k < 0 || k >= c->nstaged)
+            return bp_fail(e, "internal error: image %ld of %ld staged", k, c->nstaged);
+        memcpy(c->X + (size_t)b * p->x_bytes, c->images + (size_t)k * p->x_bytes, (size_t)p->x_bytes);
+        c->ints[p->labels + b] = c->labels[k];
+    }
+    return 0;
+}
+
+const bp_backend bp_backend_cpu = {"cpu", cpu_open, cpu_put, cpu_get, cpu_run, cpu_close,
+                                   cpu_stage, cpu_order, cpu_gather};
+const bp_backend bp_backend_cpu64 = {"cpu64", cpu_open, cpu_put, cpu_get, cpu_run, cpu_close,
+                                     cpu_stage, cpu_order, cpu_gather};

@@ -14,6 +14,8 @@
  *  - cuBLAS in CUBLAS_DEFAULT_MATH: no TF32, so results match the CPU to ~1e-5.
  *  - Row-major plan GEMMs become column-major calls through bp_gemm_map (gemm_map.c),
  *    which the CPU tests check.
+ *  - The training split is uploaded once (stage) and each step's images are gathered
+ *    on the GPU (bp_gather), so a step copies nothing from the host.
  *  - run() does not wait for the GPU; put/get synchronise the stream, so an error of
  *    an earlier kernel shows up there. BPC_CUDA_SYNC=1 waits after every operation and
  *    names the operation that failed.
@@ -40,7 +42,10 @@ typedef struct {
     CUstream stream;
     CUmodule mod;
     CUfunction *fn;             /* one per plan kernel */
+    CUfunction gather;          /* bp_gather (templates/gather_cu.in) */
     CUdeviceptr A, I, X;
+    CUdeviceptr images, labels, order; /* the staged training split and its order */
+    long nstaged, norder;
     long nA, nI, nX;            /* arena sizes in elements (floats, ints, bytes) */
     cublasHandle_t blas;
     int sms;                    /* streaming multiprocessors, for the grid size */
@@ -140,6 +145,9 @@ static void cuda_close(bp_exec *x) {
         if (s->A) bp_cu.cuMemFree(s->A);
         if (s->I) bp_cu.cuMemFree(s->I);
         if (s->X) bp_cu.cuMemFree(s->X);
+        if (s->images) bp_cu.cuMemFree(s->images);
+        if (s->labels) bp_cu.cuMemFree(s->labels);
+        if (s->order) bp_cu.cuMemFree(s->order);
         if (s->mod) bp_cu.cuModuleUnload(s->mod);
         if (s->stream) bp_cu.cuStreamDestroy(s->stream);
         bp_cu.cuCtxSetCurrent(NULL);
@@ -207,6 +215,7 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
     }
     for (int i = 0; i < p->nkernels; i++)
         if (BP_CU(e, bp_cu.cuModuleGetFunction(&s->fn[i], s->mod, p->kernels[i].name))) goto fail;
+    if (BP_CU(e, bp_cu.cuModuleGetFunction(&s->gather, s->mod, "bp_gather"))) goto fail;
 
     s->nA = p->arena_floats;
     s->nI = p->arena_ints;
@@ -317,6 +326,61 @@ static int cuda_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
     return 0;
 }
 
+/* A device buffer of `bytes` holding a copy of host memory; waits for the copy. */
+static int upload(cuda *s, CUdeviceptr *d, const void *src, size_t bytes, bp_err *e) {
+    if (BP_CU(e, bp_cu.cuMemAlloc(d, bytes ? bytes : 256))) { *d = 0; return -1; }
+    if (!bytes) return 0;
+    return BP_CU(e, bp_cu.cuMemcpyHtoDAsync(*d, src, bytes, s->stream)) ||
+           BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)) ? -1 : 0;
+}
+
+static int cuda_stage(bp_exec *x, const unsigned char *images, const int *labels, long n, bp_err *e) {
+    cuda *s = x->impl;
+    if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx))) return -1;
+    if (s->images) { bp_cu.cuMemFree(s->images); s->images = 0; }
+    if (s->labels) { bp_cu.cuMemFree(s->labels); s->labels = 0; }
+    s->nstaged = 0;
+    if (upload(s, &s->images, images, (size_t)n * (size_t)x->plan->x_bytes, e) ||
+        upload(s, &s->labels, labels, (size_t)n * sizeof(int), e))
+        return -1;
+    s->nstaged = n;
+    return 0;
+}
+
+static int cuda_order(bp_exec *x, const int *idx, long n, bp_err *e) {
+    cuda *s = x->impl;
+    if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx))) return -1;
+    if (!s->order || n > s->norder) {
+        if (s->order) { bp_cu.cuMemFree(s->order); s->order = 0; }
+        s->norder = 0;
+        if (BP_CU(e, bp_cu.cuMemAlloc(&s->order, (size_t)(n > 0 ? n : 1) * sizeof(int)))) { s->order = 0; return -1; }
+    }
+    /* the stream runs in order, so the steps queued before see the old order; the
+     * wait keeps idx alive until the copy is done */
+    if (n && (BP_CU(e, bp_cu.cuMemcpyHtoDAsync(s->order, idx, (size_t)n * sizeof(int), s->stream)) ||
+              BP_CU(e, bp_cu.cuStreamSynchronize(s->stream))))
+        return -1;
+    s->norder = n;
+    return 0;
+}
+
+static int cuda_gather(bp_exec *x, long first, int nb, bp_err *e) {
+    cuda *s = x->impl;
+    const bp_plan *p = x->plan;
+    if (first < 0 || nb < 0 || nb > p->batch || first + nb > s->norder || !s->nstaged)
+        return bp_fail(e, "internal error: gather of %d images at %ld of an order of %ld", nb, first, s->norder);
+    long long n = (long long)nb * p->x_bytes;
+    if (n <= 0) return 0;
+    long long blocks = (n + BLOCK - 1) / BLOCK, cap = (long long)(s->sms > 0 ? s->sms : 1) * 32;
+    unsigned grid = (unsigned)(blocks < cap ? blocks : cap);
+    long xb = p->x_bytes, lab = p->labels;
+    void *args[] = {&s->X, &s->I, &s->images, &s->labels, &s->order, &first, &nb, &xb, &lab};
+    if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx)) ||
+        BP_CU(e, bp_cu.cuLaunchKernel(s->gather, grid, 1, 1, BLOCK, 1, 1, 0, s->stream, args, NULL)))
+        return -1;
+    return s->sync_each ? BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)) : 0;
+}
+
 const char *bp_cuda_describe(const bp_exec *x) {
     const cuda *s = x && x->target == BP_TARGET_CUDA ? x->impl : NULL;
     return s ? s->about : "";
@@ -355,7 +419,20 @@ static int cuda_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
     return bp_fail(e, BP_CUDA_NOT_BUILT);
 }
 static void cuda_close(bp_exec *x) { x->impl = NULL; }
+static int cuda_stage(bp_exec *x, const unsigned char *images, const int *labels, long n, bp_err *e) {
+    (void)x; (void)images; (void)labels; (void)n;
+    return bp_fail(e, BP_CUDA_NOT_BUILT);
+}
+static int cuda_order(bp_exec *x, const int *idx, long n, bp_err *e) {
+    (void)x; (void)idx; (void)n;
+    return bp_fail(e, BP_CUDA_NOT_BUILT);
+}
+static int cuda_gather(bp_exec *x, long first, int nb, bp_err *e) {
+    (void)x; (void)first; (void)nb;
+    return bp_fail(e, BP_CUDA_NOT_BUILT);
+}
 
 #endif
 
-const bp_backend bp_backend_cuda = {"cuda", cuda_open, cuda_put, cuda_get, cuda_run, cuda_close};
+const bp_backend bp_backend_cuda = {"cuda", cuda_open, cuda_put, cuda_get, cuda_run, cuda_close,
+                                    cuda_stage, cuda_order, cuda_gather};

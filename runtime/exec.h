@@ -38,6 +38,17 @@ typedef struct {
     /* Run one program with the step's dynamic values. */
     int (*run)(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e);
     void (*close)(bp_exec *x);
+    /* The training images kept where the kernels read them, so that a step copies
+     * nothing from the host (the CPU keeps pointers; the GPU uploads them once):
+     * stage keeps a split (n images of plan->x_bytes bytes, uint8 NHWC, and their
+     * labels; both must stay valid until close), order sets the epoch's order (n
+     * indices into the staged split, copied), gather puts images order[first ..
+     * first+nb) into the X arena and their labels at plan->labels. On the GPU gather is
+     * the kernel bp_gather (templates/gather_cu.in), queued like the plan's kernels.
+     * Errors: out of (device) memory, a range outside what was staged or ordered. */
+    int (*stage)(bp_exec *x, const unsigned char *images, const int *labels, long n, bp_err *e);
+    int (*order)(bp_exec *x, const int *idx, long n, bp_err *e);
+    int (*gather)(bp_exec *x, long first, int nb, bp_err *e);
 } bp_backend;
 
 struct bp_exec {

@@ -91,12 +91,13 @@ int bp_stop_update(bp_stop *s, int epoch, double acc, int patience, double min_d
     return r;
 }
 
-/* Copies images idx[0..nb) into the input buffer and their labels into I. */
-static int feed(bp_exec *x, const bp_split *s, const int *idx, long first, int nb,
-                unsigned char *xb, int *yb, bp_err *e) {
+/* Copies images first..first+nb of a split into the input buffer and their labels into
+ * I (evaluation; training gathers its batches with the backend's stage/order/gather). */
+static int feed(bp_exec *x, const bp_split *s, long first, int nb, unsigned char *xb, int *yb,
+                bp_err *e) {
     const bp_plan *p = x->plan;
     for (int b = 0; b < nb; b++) {
-        long k = idx ? idx[first + b] : first + b;
+        long k = first + b;
         memcpy(xb + (size_t)b * p->x_bytes, s->x + (size_t)k * p->x_bytes, (size_t)p->x_bytes);
         yb[b] = s->y[k];
     }
@@ -115,7 +116,7 @@ int bp_evaluate(bp_exec *x, const bp_split *s, long limit, int *preds, double *a
     for (long first = 0; !rc && first < n; first += p->batch) {
         int nb = (int)(n - first < p->batch ? n - first : p->batch);
         bp_dyn d = {.lr = 0, .nb = nb};
-        rc = feed(x, s, NULL, first, nb, xb, yb, e);
+        rc = feed(x, s, first, nb, xb, yb, e);
         if (!rc) rc = bp_exec_run(x, &p->eval, &d, e);
         if (!rc && preds) rc = x->be->get(x, BP_ARENA_I, p->preds, preds + first, nb, e);
     }
@@ -721,12 +722,10 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     r->snap = malloc(sizeof *r->snap * (size_t)(nfloat ? nfloat : 1));
     r->best = malloc(sizeof *r->best * (size_t)(nfloat ? nfloat : 1));
     int *idx = malloc(sizeof *idx * (size_t)r->n);
-    unsigned char *xb = malloc((size_t)(r->p->batch * r->p->x_bytes));
-    int *yb = malloc(sizeof *yb * (size_t)r->p->batch);
     FILE *mf = NULL, *rmf = NULL;
     struct sigaction old_int, old_term;
     int handlers = 0;
-    if (!r->snap || !r->best || !idx || !xb || !yb) { rc = (bp_fail(e, "out of memory"), 2); goto done; }
+    if (!r->snap || !r->best || !idx) { rc = (bp_fail(e, "out of memory"), 2); goto done; }
     if (bp_exec_open(&r->x, r->p, r->o.target, e)) { rc = 2; goto done; }
     r->opened = 1;
     if (bp_exec_init_params(&r->x, r->seed, e)) { rc = 2; goto done; }
@@ -782,11 +781,15 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     int stop = r->cfg->patience > 0 && r->stop.since >= r->cfg->patience && r->stop.best_epoch > 0;
     int sig = 0;
     double last_print = 0;
+    /* the training images stay where the kernels read them (on the GPU: uploaded once);
+     * each epoch sets their order, each step gathers its batch */
+    if (r->x.be->stage(&r->x, r->ds.train.x, r->ds.train.y, r->n, e)) rc = 2;
     for (int ep = r->epoch; !rc && !stop && ep < r->epochs; ep++) {
         float lr = bp_lr_at(r->cfg, r->lr0, ep);
         if (r->step == 0) memset(r->stats, 0, sizeof r->stats);
         if (bp_exec_put_f32(&r->x, r->p->stats, r->stats, 4, e)) { rc = 2; break; }
         bp_shuffle(idx, r->n, r->seed, (unsigned)ep);
+        if (r->x.be->order(&r->x, idx, r->n, e)) { rc = 2; break; }
         double t0 = now(), t_base = r->epoch_seconds;
         long s0 = r->step;
         for (long s = r->step; s < r->steps; s++) {
@@ -794,7 +797,7 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
             int nb = (int)(r->n - s * r->p->batch < r->p->batch ? r->n - s * r->p->batch : r->p->batch);
             bp_dyn d = {.lr = lr, .nb = nb, .step = (unsigned)(ep * r->steps + s), .seed = r->seed};
             float st[4];
-            if (feed(&r->x, &r->ds.train, idx, s * r->p->batch, nb, xb, yb, e) ||
+            if (r->x.be->gather(&r->x, s * r->p->batch, nb, e) ||
                 bp_exec_run(&r->x, &r->p->train, &d, e) ||
                 bp_exec_get_f32(&r->x, r->p->stats, st, 4, e)) {
                 rc = 2;
@@ -938,8 +941,6 @@ done:
     if (mf) fclose(mf);
     if (rmf) fclose(rmf);
     free(idx);
-    free(xb);
-    free(yb);
 out:
     if (r->opened) bp_exec_close(&r->x);
     bp_plan_free(r->p);

@@ -14,6 +14,9 @@
  *    element by element against the bpc layout; and a truncated file, a broken
  *    header, a file of another model (shapes, missing and extra names) and another
  *    source hash each give their exact message.
+ *  - The input gather of the training loop (backend stage/order/gather, CPU target):
+ *    the batch's rows and labels are the ordered images, and a range outside the order
+ *    is refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,6 +32,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "exec.h"
 #include "frontend.h"
 #include "plan.h"
 #include "safetensors.h"
@@ -438,6 +442,41 @@ static void test_ckpt_errors(void **state) {
     close_model(&nobn);
 }
 
+/* ---- the input gather ------------------------------------------------------------- */
+
+static void test_gather(void **state) {
+    (void)state;
+    model m;
+    open_model(&m, 7, 1);
+    bp_exec x;
+    bp_err e;
+    if (bp_exec_open(&x, m.p, BP_TARGET_CPU, &e)) fail_msg("%s", e.msg);
+    long xb = m.p->x_bytes;
+    enum { N = 5 };
+    unsigned char *img = malloc((size_t)(N * xb)), *got = malloc((size_t)(3 * xb));
+    assert_non_null(img);
+    assert_non_null(got);
+    for (long i = 0; i < N * xb; i++) img[i] = (unsigned char)(i * 7 + i / xb);
+    int labels[N] = {10, 11, 12, 13, 14}, order[N] = {3, 1, 4, 0, 2}, y[3];
+    assert_int_equal(x.be->stage(&x, img, labels, N, &e), 0);
+    assert_int_equal(x.be->order(&x, order, N, &e), 0);
+    order[1] = 0; /* order() copied it: a later change of the caller's array is not seen */
+    assert_int_equal(x.be->gather(&x, 1, 3, &e), 0);
+    assert_int_equal(x.be->get(&x, BP_ARENA_X, 0, got, 3 * xb, &e), 0);
+    assert_int_equal(x.be->get(&x, BP_ARENA_I, m.p->labels, y, 3, &e), 0);
+    const int want[3] = {1, 4, 0};
+    for (int b = 0; b < 3; b++) {
+        assert_memory_equal(got + b * xb, img + want[b] * xb, (size_t)xb);
+        assert_int_equal(y[b], labels[want[b]]);
+    }
+    assert_int_not_equal(x.be->gather(&x, 4, 2, &e), 0);
+    assert_non_null(strstr(e.msg, "gather of 2 images at 4 of an order of 5"));
+    bp_exec_close(&x);
+    free(img);
+    free(got);
+    close_model(&m);
+}
+
 static void test_sha256(void **state) {
     (void)state;
     const char *path = in_dir("abc.txt");
@@ -459,6 +498,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_ckpt_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ckpt_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sha256, setup, teardown),
+        cmocka_unit_test(test_gather),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
