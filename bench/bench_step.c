@@ -32,6 +32,7 @@
 #include <cblas.h>
 #include <cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <ftw.h>
 #include <math.h>
 #include <omp.h>
@@ -215,6 +216,18 @@ static double last_loss(runner *r) {
     return st[BP_STAT_LOSS] / r->d.nb;
 }
 
+/* A whole number from lo to hi, or exit 1 saying which option is wrong. */
+static long number(const char *flag, const char *v, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi) {
+        fprintf(stderr, "bench_step: %s takes a whole number from %ld to %ld, not '%s'\n", flag, lo, hi, v);
+        exit(1);
+    }
+    return n;
+}
+
 static void usage(void) {
     fprintf(stderr, "usage: bench_step MODEL.bp brainprop|ebp [--steps N] [--warmup N] [--batch B] "
                     "[--seed S] [--target cpu|cuda] [--no-sgemm] [--no-cold] [--layers-json PATH] [--serve]\n");
@@ -231,10 +244,10 @@ int main(int argc, char **argv) {
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
-        if (!strcmp(a, "--steps") && more) steps = atoi(argv[++i]);
-        else if (!strcmp(a, "--warmup") && more) warmup = atoi(argv[++i]);
-        else if (!strcmp(a, "--batch") && more) batch = atoi(argv[++i]);
-        else if (!strcmp(a, "--seed") && more) seed = strtoull(argv[++i], NULL, 10);
+        if (!strcmp(a, "--steps") && more) steps = (int)number(a, argv[++i], 1, 1000000);
+        else if (!strcmp(a, "--warmup") && more) warmup = (int)number(a, argv[++i], 0, 1000000);
+        else if (!strcmp(a, "--batch") && more) batch = (int)number(a, argv[++i], 1, 65536);
+        else if (!strcmp(a, "--seed") && more) seed = (unsigned long long)number(a, argv[++i], 0, LONG_MAX);
         else if (!strcmp(a, "--layers-json") && more) layers_json = argv[++i];
         else if (!strcmp(a, "--target") && more) {
             const char *t = argv[++i];

@@ -203,8 +203,12 @@ def main(argv):
         print("torch_step.py: --device cuda: this PyTorch sees no GPU "
               f"(torch {torch.__version__}, CUDA build {torch.version.cuda})", file=sys.stderr)
         return 2
-    with open(a.layers_json) as f:
-        model = json.load(f)
+    try:
+        with open(a.layers_json) as f:
+            model = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"torch_step.py: {a.layers_json}: cannot read the layer list: {e}", file=sys.stderr)
+        return 2
     torch.set_num_threads(a.threads)
     base_rss = peak_rss_mb()
     step = Step(model, a.seed, a.device)

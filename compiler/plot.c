@@ -324,10 +324,11 @@ static void write_svg(FILE *f, const series *s, int n, int mi, const char *title
 #undef PY
 }
 
-/* Writes buf to path through path.tmp and a rename. */
+/* Writes buf to path through path.PID.tmp and a rename (two processes may write the
+ * same plot: several `bpc repro` workers on one grid). */
 static int write_atomic(const char *path, const char *buf, size_t len) {
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) { fprintf(stderr, "bpc: error: %s: %s\n", tmp, strerror(errno)); return 2; }
     int bad = fwrite(buf, 1, len, f) != len;
@@ -405,7 +406,7 @@ static int plot_gnuplot(const char *gp, const series *s, int n, int mi, const ch
         for (int k = 0; k < s[i].n; k++) fprintf(f, "%.17g %.17g\n", s[i].x[k], s[i].y[k] * (pct ? 100 : 1));
         if (fclose(f)) rc = 2;
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", out, (int)getpid());
     snprintf(log, sizeof log, "%s/gnuplot.log", dir);
     /* PNG: the cairo terminal where gnuplot has it, else the libgd one */
     static const char *const terms[] = {"svg size 800,500 dynamic background '#ffffff'",

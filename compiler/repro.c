@@ -344,7 +344,7 @@ static int write_results(const char *grid, cell *cells, char **names, int nm, ch
             getcwd(cwd, sizeof cwd) ? cwd : "?", cmd);
     if (fclose(f)) { free(buf); return -1; }
     snprintf(path, sizeof path, "%s/results.md", grid);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid()); /* workers may race */
     FILE *o = fopen(tmp, "wb");
     int bad = !o;
     if (o) {
@@ -540,12 +540,28 @@ int bp_cmd_repro(int argc, char **argv) {
                 bp_err e = {{0}};
                 int trc = bp_train(irs[m], &o, &res, &e);
                 fflush(stdout);
+                if (trc == 1 && res.busy) { /* another worker took it since the check above */
+                    printf("[%d/%d] %s %s seed %s: being trained by another process; skipped\n",
+                           idx + 1, total, names[m], rules[r], seeds[s]);
+                    fflush(stdout);
+                    busy++;
+                    continue;
+                }
                 if (trc) bp_cli_report(trc, &e);
                 if (trc >= 128 || trc == 1) { rc = trc; stop = 1; break; }
                 if (trc) { c->state = 2; failed++; continue; }
                 if (read_summary(c)) { c->state = 2; failed++; continue; }
                 c->state = 1;
             }
+    /* runs another worker finished meanwhile count as done in the table */
+    for (int i = 0; i < total && !stop; i++) {
+        cell *c = &cells[i];
+        int m = i / (nr * ns), want = epochs > 0 ? (int)epochs : irs[m]->train.epochs;
+        if (c->state == 0 && read_summary(c) == 0 &&
+            (c->epochs_run >= want || !strcmp(c->stopped, "early_stop")) &&
+            check_cell(c, shas[m], limit, test_limit, &val, lr) == 0)
+            c->state = 1;
+    }
     /* a plot per model of its finished runs, then the table */
     int plotted[MAXL] = {0};
     for (int m = 0; m < nm && rc != 1; m++) {

@@ -531,7 +531,7 @@ static int trim_metrics(const char *path, int upto, bp_err *e) {
  * interleaving its checkpoints with this one's. The kernel releases it when the process
  * ends, even on SIGKILL, so a stale lock never blocks a resume. A new run's folder is
  * created here; a resume of a missing folder is left to the check that reports it. */
-static int lock_dir(run *r, int resuming, bp_err *e) {
+static int lock_dir(run *r, int resuming, int *busy_out, bp_err *e) {
     char path[4200];
     struct stat st;
     if (resuming && (stat(r->dir, &st) || !S_ISDIR(st.st_mode))) return 0;
@@ -542,6 +542,7 @@ static int lock_dir(run *r, int resuming, bp_err *e) {
     if (flock(fd, LOCK_EX | LOCK_NB)) {
         int busy = errno == EWOULDBLOCK;
         close(fd);
+        *busy_out = busy;
         if (busy)
             return bp_fail(e, "%s is being trained by another bpc process (it holds %s); wait "
                               "for it to finish, or stop it first", r->dir, path), 1;
@@ -677,7 +678,7 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     if (bp_sha256_file(ir->path, r->sha, e)) return 2;
     char last[4200] = "";
     int resuming = 0, rc = 0;
-    if (dir && (rc = lock_dir(r, o->resume != NULL, e))) return rc;
+    if (dir && (rc = lock_dir(r, o->resume != NULL, &res->busy, e))) return rc;
     if (dir && !o->resume) { /* before anything slow: a run folder is not overwritten */
         char a[4200];
         path_in(r, a, sizeof a, "last.safetensors");

@@ -64,6 +64,8 @@ typedef struct {
     double final_loss;     /* mean training loss of the last epoch */
     double seconds_per_epoch; /* training time (without evaluation) per epoch */
     int stopped_early;
+    int busy;              /* the run folder is being trained by another process (the
+                              return value is then 1) */
 } bp_train_result;
 
 /* The learning rate of a 0-based epoch: lr * factor^floor(epoch / every). */
