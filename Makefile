@@ -140,7 +140,8 @@ $(BUILD)/fuzz_frontend: compiler/fuzz_frontend.c $(FUZZ_SRC) | $(PARSER) $(LEXER
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) $^ -o $@ -lm
 # the data readers: one libFuzzer target per binary parser (IDX, CIFAR, the JPEG cache)
 DATA_SRC  := runtime/err.c runtime/idx.c runtime/mnist.c runtime/fetch.c runtime/cifar.c \
-             runtime/tinyimagenet.c runtime/dataset.c runtime/data_cmd.c runtime/jit_c.c
+             runtime/tinyimagenet.c runtime/dataset.c runtime/data_cmd.c runtime/jit_c.c \
+             runtime/files.c
 DATA_FUZZ := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
 $(DATA_FUZZ): $(BUILD)/%: tests/fuzz/%.c tests/fuzz/fuzz_input.h $(DATA_SRC) runtime/data.h runtime/data_priv.h
 	@mkdir -p $(dir $@)

@@ -27,6 +27,7 @@
 #include "build.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "files.h"
 #include "data.h"
 #include "eval.h"
 #include "frontend.h"
@@ -71,28 +72,13 @@ static int ends_with(const char *s, const char *suf) {
     return n >= m && !strcmp(s + n - m, suf);
 }
 
-/* Writes `len` bytes to path via a temp file and rename, so a failed write never
- * leaves a truncated output behind. A path that exists and is not a regular file (a
- * device such as /dev/stdout, a FIFO, a symbolic link) is written in place instead:
- * renaming over it would replace the device or the link. */
+/* Writes `len` bytes to path atomically (files.h: a failed write never leaves a
+ * truncated output; /dev/stdout and the like are written in place); 0, or 2 after a
+ * message. */
 static int write_atomic(const char *path, const char *buf, size_t len) {
-    struct stat st;
-    int in_place = lstat(path, &st) == 0 && !S_ISREG(st.st_mode);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(in_place ? path : tmp, "wb");
-    if (!f) { fprintf(stderr, "bpc: error: %s: %s\n", in_place ? path : tmp, strerror(errno)); return 2; }
-    int bad = fwrite(buf, 1, len, f) != len;
-    bad |= fflush(f) != 0;
-    int err = errno;
-    bad |= fclose(f) != 0;
-    if (!bad && !in_place && rename(tmp, path)) { bad = 1; err = errno; }
-    if (bad) {
-        fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(err ? err : EIO));
-        if (!in_place) remove(tmp);
-        return 2;
-    }
-    return 0;
+    if (!bp_write_atomic(path, buf, len)) return 0;
+    fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(errno));
+    return 2;
 }
 
 static int cmd_emit(args *a, int ptx) {

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "readfile.h"
+#include "files.h"
 #include "safetensors.h"
 
 #define MAX_TICKS 50 /* per axis */
@@ -324,24 +324,11 @@ static void write_svg(FILE *f, const series *s, int n, int mi, const char *title
 #undef PY
 }
 
-/* Writes buf to path through path.PID.tmp and a rename (two processes may write the
- * same plot: several `bpc repro` workers on one grid). */
+/* Writes buf to path atomically (files.h); 0, or 2 after a message. */
 static int write_atomic(const char *path, const char *buf, size_t len) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { fprintf(stderr, "bpc: error: %s: %s\n", tmp, strerror(errno)); return 2; }
-    int bad = fwrite(buf, 1, len, f) != len;
-    bad |= fflush(f) != 0;
-    int err = errno;
-    bad |= fclose(f) != 0;
-    if (!bad && rename(tmp, path)) { bad = 1; err = errno; }
-    if (bad) {
-        fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(err ? err : EIO));
-        remove(tmp);
-        return 2;
-    }
-    return 0;
+    if (!bp_write_atomic(path, buf, len)) return 0;
+    fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(errno));
+    return 2;
 }
 
 /* ---- gnuplot ------------------------------------------------------------------------- */

@@ -21,7 +21,7 @@
 #include "frontend.h"
 #include "jit_cuda.h"
 #include "plot.h"
-#include "readfile.h"
+#include "files.h"
 #include "safetensors.h"
 #include "train.h"
 
@@ -55,21 +55,6 @@ static int usage_error(const char *fmt, const char *what) {
 static int exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
-}
-
-static int mkdirs(const char *path) {
-    char b[4096];
-    snprintf(b, sizeof b, "%s", path);
-    for (char *s = b + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(b, 0777) && errno != EEXIST) return -1;
-        *s = '/';
-    }
-    if (mkdir(b, 0777) && errno != EEXIST) return -1;
-    struct stat st;
-    if (stat(b, &st) || !S_ISDIR(st.st_mode)) { errno = ENOTDIR; return -1; }
-    return 0;
 }
 
 /* Splits a comma-separated list into items (pointers into a copy); returns the count,
@@ -262,7 +247,7 @@ static void machine(FILE *f, const char *target) {
 static int write_results(const char *grid, cell *cells, char **names, int nm, char **rules,
                          int nr, char **seeds, int ns, const char *cmd, const char *target,
                          int *plotted) {
-    char *buf = NULL, path[4300], tmp[4400];
+    char *buf = NULL, path[4300];
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f) return -1;
@@ -344,15 +329,8 @@ static int write_results(const char *grid, cell *cells, char **names, int nm, ch
             getcwd(cwd, sizeof cwd) ? cwd : "?", cmd);
     if (fclose(f)) { free(buf); return -1; }
     snprintf(path, sizeof path, "%s/results.md", grid);
-    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid()); /* workers may race */
-    FILE *o = fopen(tmp, "wb");
-    int bad = !o;
-    if (o) {
-        bad |= fwrite(buf, 1, len, o) != len;
-        bad |= fclose(o) != 0;
-    }
-    if (!bad && rename(tmp, path)) bad = 1;
-    if (bad) { fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(errno)); remove(tmp); }
+    int bad = bp_write_atomic(path, buf, len) != 0; /* workers may race: unique temporaries */
+    if (bad) fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(errno));
     free(buf);
     return bad ? -1 : 0;
 }
@@ -485,7 +463,7 @@ int bp_cmd_repro(int argc, char **argv) {
         free(full);
     }
     if (!rc && (!cells || !cmd)) { fprintf(stderr, "bpc: error: out of memory\n"); rc = 2; }
-    if (!rc && mkdirs(grid)) {
+    if (!rc && bp_mkdirs(grid)) {
         fprintf(stderr, "bpc: error: %s: cannot create the grid folder: %s\n", grid, strerror(errno));
         rc = 2;
     }
@@ -516,13 +494,6 @@ int bp_cmd_repro(int argc, char **argv) {
                     fflush(stdout);
                     continue;
                 }
-                if (bp_run_dir_busy(c->dir)) { /* another worker on the same grid has it */
-                    printf("[%d/%d] %s %s seed %s: being trained by another process; skipped\n",
-                           idx + 1, total, names[m], rules[r], seeds[s]);
-                    fflush(stdout);
-                    busy++;
-                    continue;
-                }
                 char last[4300];
                 snprintf(last, sizeof last, "%s/last.safetensors", c->dir);
                 int resume = exists(last);
@@ -540,7 +511,7 @@ int bp_cmd_repro(int argc, char **argv) {
                 bp_err e = {{0}};
                 int trc = bp_train(irs[m], &o, &res, &e);
                 fflush(stdout);
-                if (trc == 1 && res.busy) { /* another worker took it since the check above */
+                if (trc == 1 && res.busy) { /* another worker on the same grid has it */
                     printf("[%d/%d] %s %s seed %s: being trained by another process; skipped\n",
                            idx + 1, total, names[m], rules[r], seeds[s]);
                     fflush(stdout);

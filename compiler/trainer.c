@@ -10,17 +10,10 @@
 #include <unistd.h>
 #include "checkpoint.h"
 #include "cli.h"
+#include "files.h"
 #include "frontend.h"
 #include "linked.h"
 #include "tune.h"
-
-static int write_all(const char *path, const char *buf, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    int bad = fwrite(buf, 1, len, f) != len;
-    bad |= fclose(f) != 0;
-    return bad ? -1 : 0;
-}
 
 /* 1 when the file holds exactly buf[0..len), 0 when it differs, -1 when unreadable. */
 static int same_bytes(const char *path, const char *buf, size_t len) {
@@ -35,18 +28,6 @@ static int same_bytes(const char *path, const char *buf, size_t len) {
     fclose(f);
     if (bad) return -1;
     return same && off == len;
-}
-
-static int mkdirs(const char *path) {
-    char b[4200];
-    snprintf(b, sizeof b, "%s", path);
-    for (char *s = b + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(b, 0755) && errno != EEXIST) return -1;
-        *s = '/';
-    }
-    return mkdir(b, 0755) && errno != EEXIST ? -1 : 0;
 }
 
 int bp_trainer_main(int argc, char **argv, const char *file, const char *source, size_t len,
@@ -109,7 +90,7 @@ int bp_trainer_main(int argc, char **argv, const char *file, const char *source,
             }
             in_run = 1;
         } else if (!a.resume) {
-            if (mkdirs(dir) || write_all(path, source, len)) {
+            if (bp_mkdirs(dir) || bp_write_atomic(path, source, len)) {
                 fprintf(stderr, "%s: error: %s: cannot write: %s\n", prog, path, strerror(errno));
                 return 2;
             }
@@ -125,7 +106,7 @@ int bp_trainer_main(int argc, char **argv, const char *file, const char *source,
             return 2;
         }
         snprintf(path, sizeof path, "%s/%s", tmpdir, file);
-        if (write_all(path, source, len)) {
+        if (bp_write_atomic(path, source, len)) {
             fprintf(stderr, "%s: error: %s: cannot write: %s\n", prog, path, strerror(errno));
             rmdir(tmpdir);
             return 2;

@@ -7,7 +7,6 @@
  */
 #include "checkpoint.h"
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,24 +263,5 @@ int bp_ckpt_read(const char *path, const char *model, const bp_ir *ir, const bp_
         permute(ir, t, snap + at, (float *)s->data, 0);
         at += t->size;
     }
-    return 0;
-}
-
-int bp_sha256_file(const char *path, char hex[65], bp_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return bp_fail(e, "%s: cannot read: %s", path, strerror(errno));
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-    unsigned char buf[65536];
-    size_t n;
-    while (ok && (n = fread(buf, 1, sizeof buf, f)) > 0) ok = EVP_DigestUpdate(c, buf, n);
-    ok = ok && !ferror(f);
-    fclose(f);
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    ok = ok && EVP_DigestFinal_ex(c, d, &len) && len == 32;
-    EVP_MD_CTX_free(c);
-    if (!ok) return bp_fail(e, "%s: cannot hash the file", path);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
     return 0;
 }

@@ -83,7 +83,4 @@ int bp_ckpt_write(const char *path, const bp_ir *ir, const bp_plan *p, const flo
 int bp_ckpt_read(const char *path, const char *model, const bp_ir *ir, const bp_plan *p,
                  const char *sha256, float *snap, bp_st_file *f, bp_err *e);
 
-/* SHA-256 of a file's bytes as 64 lowercase hex digits. */
-int bp_sha256_file(const char *path, char hex[65], bp_err *e);
-
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "checkpoint.h"
+#include "files.h"
 #include "data.h"
 #include "train.h"
 

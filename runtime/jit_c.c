@@ -3,6 +3,7 @@
  * Objects are loaded RTLD_NODELETE: unloading one could unload the libgomp it
  * brought in while OpenMP threads still run there. */
 #include "jit_c.h"
+#include "files.h"
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,24 +17,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int mkdir_p(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *s = tmp + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
-        *s = '/';
-    }
-    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
-}
-
 const char *bp_cache_dir(char *buf, size_t len, bp_err *e) {
     const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
     if (x && *x) snprintf(buf, len, "%s/bpc", x);
     else if (h && *h) snprintf(buf, len, "%s/.cache/bpc", h);
     else snprintf(buf, len, "/tmp/bpc-cache-%d", (int)getuid());
-    if (mkdir_p(buf)) {
+    if (bp_mkdirs(buf)) {
         bp_fail(e, "%s: cannot create the cache folder: %s; set XDG_CACHE_HOME to a writable folder",
                 buf, strerror(errno));
         return NULL;
@@ -51,25 +40,6 @@ static void sha256_hex(const char *parts[], int n, char out[65]) {
     EVP_DigestFinal_ex(ctx, md, &mdlen);
     EVP_MD_CTX_free(ctx);
     for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
-/* SHA-256 of a file's bytes, as hex; -1 when it cannot be read. */
-static int sha256_file(const char *path, char out[65]) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    unsigned char buf[65536], md[32];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(ctx, buf, n);
-    int bad = ferror(f);
-    fclose(f);
-    unsigned int mdlen = 0;
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
-    if (bad) return -1;
-    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return 0;
 }
 
 static int write_file(const char *path, const char *s, bp_err *e) {
@@ -92,7 +62,8 @@ static void *load_checked(const char *so) {
     if (!f) return NULL;
     int ok = fscanf(f, "%64s", want) == 1;
     fclose(f);
-    if (!ok || sha256_file(so, got) || strcmp(want, got)) return NULL;
+    bp_err ignored;
+    if (!ok || bp_sha256_file(so, got, &ignored) || strcmp(want, got)) return NULL;
     return dlopen(so, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 }
 
@@ -175,21 +146,17 @@ void *bp_jit_c(const char *source, bp_err *e) {
             bp_fail(e, "the C compiler failed on the generated source %s (log %s):\n%s", src, log, out);
         return NULL;
     }
-    char digest[65];
-    if (sha256_file(tmp, digest) || rename(tmp, so)) {
+    char digest[66];
+    if (bp_sha256_file(tmp, digest, e)) { unlink(tmp); return NULL; }
+    if (rename(tmp, so)) {
         unlink(tmp);
         bp_fail(e, "%s: cannot put the compiled model into the cache: %s", so, strerror(errno));
         return NULL;
     }
     /* the digest last: until it is there, the entry does not count */
-    char sumtmp[4400];
-    snprintf(sumtmp, sizeof sumtmp, "%s.%d.tmp", sum, (int)getpid());
-    FILE *f = fopen(sumtmp, "w");
-    int bad = !f || fprintf(f, "%s\n", digest) < 0;
-    if (f) bad |= fclose(f) != 0;
-    if (bad || rename(sumtmp, sum)) {
-        unlink(sumtmp);
-        bp_fail(e, "%s: cannot write into the cache (disk full?)", sum);
+    strcat(digest, "\n");
+    if (bp_write_atomic(sum, digest, 65)) {
+        bp_fail(e, "%s: cannot write into the cache: %s", sum, strerror(errno));
         return NULL;
     }
     unlink(log);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "files.h"
 #include "jit_c.h" /* bp_cache_dir */
 
 /* compute_XY or sm_XY, with an optional a/f suffix (sm_90a). */
@@ -55,30 +56,6 @@ static char *read_all(const char *path, size_t *len) {
     }
     fclose(f);
     return buf;
-}
-
-/* Writes to PATH.tmp.XXXXXX and renames, so no reader ever sees half a file.
- * Returns 0, or -1 (and leaves nothing behind). */
-static int write_atomic(const char *path, const void *data, size_t n) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) return -1;
-    int fd = mkstemp(tmp);
-    if (fd < 0) return -1;
-    (void)fchmod(fd, 0644); /* mkstemp makes it 0600; a cache entry is not a secret */
-    const char *p = data;
-    size_t left = n;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        p += w;
-        left -= (size_t)w;
-    }
-    if (close(fd) != 0 || left > 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
 }
 
 /* The first line of the log that mentions an error, else its first line. */
@@ -171,7 +148,7 @@ int bp_nvrtc_compile(const char *source, const char *name, const char *arch, cha
             snprintf(fs, sizeof fs, "%s/failed-%.16s.cu", dir, hash);
             snprintf(fl, sizeof fl, "%s/failed-%.16s.log", dir, hash);
             const char *body = lg ? lg : bp_nvrtc.nvrtcGetErrorString(cr);
-            if (!write_atomic(fs, text, slen + (size_t)tn) && !write_atomic(fl, body, strlen(body)))
+            if (!bp_write_atomic(fs, text, slen + (size_t)tn) && !bp_write_atomic(fl, body, strlen(body)))
                 snprintf(kept, sizeof kept, "; the full log is in %.2000s, the source in %.2000s", fl, fs);
         }
         bp_fail(e, "NVRTC %d.%d could not compile %s for %s (%s): %s%s", major, minor, name, arch,
@@ -186,7 +163,7 @@ int bp_nvrtc_compile(const char *source, const char *name, const char *arch, cha
     if (BP_NVRTC(e, cubin ? bp_nvrtc.nvrtcGetCUBIN(prog, out) : bp_nvrtc.nvrtcGetPTX(prog, out))) goto done;
     out[size] = 0;
     if (!cubin) size = strlen(out); /* the PTX size counts its terminating NUL */
-    if (dir) (void)write_atomic(path, out, size); /* a cache that cannot be written costs only time */
+    if (dir) (void)bp_write_atomic(path, out, size); /* a cache that cannot be written costs only time */
     *image = out;
     *image_len = size;
     out = NULL;

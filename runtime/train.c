@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "checkpoint.h"
+#include "files.h"
 #include "philox.h"
 #include "synthetic.h"
 
@@ -224,61 +225,16 @@ static void path_in(const run *r, char *buf, size_t n, const char *file) {
     if ((size_t)snprintf(buf, n, "%s/%s", r->dir, file) >= n) buf[0] = 0;
 }
 
-/* Writes len bytes to path through path.tmp and a rename. */
+/* Writes len bytes to path atomically (files.h). */
 static int write_file(const char *path, const char *buf, size_t len, bp_err *e) {
-    char tmp[4400];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return bp_fail(e, "%s: cannot write: %s", tmp, strerror(errno));
-    int bad = fwrite(buf, 1, len, f) != len;
-    bad |= fflush(f) != 0;
-    bad |= fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        int err = errno;
-        remove(tmp);
-        return bp_fail(e, "%s: write failed: %s", path, strerror(err));
-    }
-    return 0;
-}
-
-static int read_file(const char *path, char **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    *buf = NULL;
-    *len = 0;
-    if (!f) return -1;
-    size_t cap = 0;
-    for (;;) {
-        if (*len + 65536 + 1 > cap) {
-            cap = 2 * cap + 65536 + 1;
-            char *b = realloc(*buf, cap);
-            if (!b) { fclose(f); free(*buf); *buf = NULL; return -1; }
-            *buf = b;
-        }
-        size_t got = fread(*buf + *len, 1, 65536, f);
-        *len += got;
-        if (got < 65536) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(*buf); *buf = NULL; return -1; }
-    (*buf)[*len] = 0;
+    if (bp_write_atomic(path, buf, len)) return bp_fail(e, "%s: write failed: %s", path, strerror(errno));
     return 0;
 }
 
 static int mkdirs(const char *path, bp_err *e) {
-    char b[4096];
-    snprintf(b, sizeof b, "%s", path);
-    for (char *s = b + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(b, 0777) && errno != EEXIST) return bp_fail(e, "%s: cannot create: %s", b, strerror(errno));
-        *s = '/';
-    }
-    if (mkdir(b, 0777) && errno != EEXIST) return bp_fail(e, "%s: cannot create: %s", b, strerror(errno));
-    struct stat st;
-    if (stat(b, &st) || !S_ISDIR(st.st_mode)) return bp_fail(e, "%s: not a folder", b);
-    return 0;
+    if (!bp_mkdirs(path)) return 0;
+    if (errno == ENOTDIR) return bp_fail(e, "%s: not a folder", path);
+    return bp_fail(e, "%s: cannot create: %s", path, strerror(errno));
 }
 
 static int exists(const char *path) {
@@ -509,7 +465,7 @@ static int restore(run *r, const char *last, bp_err *e) {
 static int trim_metrics(const char *path, int upto, bp_err *e) {
     char *buf;
     size_t len;
-    if (read_file(path, &buf, &len)) return 0; /* none yet */
+    if (bp_read_file(path, &buf, &len)) return 0; /* none yet */
     size_t keep = 0;
     for (char *l = buf; l < buf + len;) {
         char *nl = memchr(l, '\n', (size_t)(buf + len - l));
@@ -552,16 +508,6 @@ static int lock_dir(run *r, int resuming, int *busy_out, bp_err *e) {
     return 0;
 }
 
-int bp_run_dir_busy(const char *dir) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/lock", dir);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) return 0;
-    int busy = flock(fd, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK;
-    close(fd); /* also drops the lock if this call took it */
-    return busy;
-}
-
 /* Creates or reopens the run folder: the model source, the command, the metrics. */
 static int open_dir(run *r, int resuming, bp_err *e) {
     char path[4200];
@@ -570,7 +516,7 @@ static int open_dir(run *r, int resuming, bp_err *e) {
     if (!exists(path)) {
         char *src;
         size_t len;
-        if (read_file(r->ir->path, &src, &len))
+        if (bp_read_file(r->ir->path, &src, &len))
             return bp_fail(e, "%s: cannot read the model source", r->ir->path), 2;
         int rc = write_file(path, src, len, e);
         free(src);

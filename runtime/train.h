@@ -115,9 +115,6 @@ int bp_stop_update(bp_stop *s, int epoch, double acc, int patience, double min_d
  * 130/143 when interrupted. The message is in e. */
 int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e);
 
-/* 1 when another process is training in run folder `dir` (it holds dir/lock), else 0. */
-int bp_run_dir_busy(const char *dir);
-
 /* Runs the eval program over a split; returns the accuracy in [0,1] in *acc.
  * If preds is non-NULL it receives the greedy prediction of every image. */
 int bp_evaluate(bp_exec *x, const bp_split *s, long limit, int *preds, double *acc, bp_err *e);

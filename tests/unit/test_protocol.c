@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "files.h"
 #include "exec.h"
 #include "frontend.h"
 #include "plan.h"
