@@ -10,20 +10,16 @@ metrics.jsonl except "seconds", and summary.json except "seconds_per_epoch". Pri
 what differs; exit status 1 if anything does.
 """
 import json
-import struct
 import sys
+
+import st_file
 
 TIMED = {"saved_at", "epoch_seconds", "train_seconds", "seconds", "seconds_per_epoch",
          "source_file", "data_dir"}
 
 
 def tensors(path):
-    with open(path, "rb") as f:
-        buf = f.read()
-    (n,) = struct.unpack("<Q", buf[:8])
-    header = json.loads(buf[8:8 + n].decode("utf-8"))
-    meta = header.pop("__metadata__", {})
-    data = buf[8 + n:]
+    header, meta, data = st_file.read(path)
     out = {}
     for name, v in header.items():
         b, e = v["data_offsets"]

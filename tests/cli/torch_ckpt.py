@@ -38,23 +38,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import st_file
+
 META_KEYS = ["format", "bpc_version", "source_sha256", "epoch", "seed", "global_step", "lr",
              "rule", "best_val_acc", "best_epoch", "epochs_since_gain", "step_in_epoch"]
 
 
 def read_safetensors(path):
     """({name: torch tensor}, metadata) of a safetensors file."""
-    with open(path, "rb") as f:
-        buf = f.read()
-    (n,) = struct.unpack("<Q", buf[:8])
-    header = json.loads(buf[8:8 + n].decode("utf-8"))
-    meta = header.pop("__metadata__", {})
+    header, meta, data = st_file.read(path)
     try:
         from safetensors.torch import load_file
         return load_file(path), meta
     except ImportError:
         pass
-    data = buf[8 + n:]
     kinds = {"F32": "<f4", "F64": "<f8", "I32": "<i4", "U8": "u1"}
     out = {}
     for name, v in header.items():
