@@ -60,30 +60,12 @@ static int find_lib(char *buf, size_t n, bp_err *e) {
     return bp_fail(e, "cannot find libbprt.a: set BPC_LIB to its path");
 }
 
-/* Splits `words` on blanks into argv[*argc...]. Returns the strdup'd buffer to free. */
-static char *split_into(const char *words, char **argv, int *argc, int max) {
-    char *w = strdup(words ? words : "");
-    if (!w) return NULL;
-    for (char *t = strtok(w, " \t"); t && *argc < max; t = strtok(NULL, " \t")) argv[(*argc)++] = t;
-    return w;
-}
-
 /* Runs argv with stdout and stderr into dir/log; 0, or -1 with e holding the tail. */
 static int run(job *j, char **argv, const char *what, bp_err *e) {
     char log[4300];
     snprintf(log, sizeof log, "%s/log", j->dir);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    int status = -1;
-    if (pid > 0)
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+    int status = bp_run_logged(argv, log);
+    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
     char out[700] = "";
     FILE *f = fopen(log, "r");
     if (f) {
@@ -94,7 +76,7 @@ static int run(job *j, char **argv, const char *what, bp_err *e) {
         out[n] = 0;
         fclose(f);
     }
-    if (pid < 0 || (WIFEXITED(status) && WEXITSTATUS(status) == 127 && !out[0]))
+    if (status == -1 || (WIFEXITED(status) && WEXITSTATUS(status) == 127 && !out[0]))
         return bp_fail(e, "cannot run '%s' to %s: install gcc (or set CC)", argv[0], what);
     return bp_fail(e, "'%s' failed to %s:\n%s", argv[0], what, out);
 }
@@ -103,8 +85,8 @@ static int run(job *j, char **argv, const char *what, bp_err *e) {
 static int compile(job *j, const char *flags, const char *src, const char *obj, bp_err *e) {
     char *argv[128];
     int argc = 0;
-    char *a = split_into(j->cc, argv, &argc, 32), *b = split_into(flags, argv, &argc, 80);
-    char *c = split_into(getenv("BPC_CFLAGS"), argv, &argc, 120);
+    char *a = bp_split_words(j->cc, argv, &argc, 32), *b = bp_split_words(flags, argv, &argc, 80);
+    char *c = bp_split_words(getenv("BPC_CFLAGS"), argv, &argc, 120);
     argv[argc++] = "-c";
     argv[argc++] = (char *)src;
     argv[argc++] = "-o";
@@ -348,14 +330,14 @@ int bp_cmd_build(const char *model_path, const char *out, const char *target, co
     {
         char *argv[200], objs[8][4300];
         int argc = 0;
-        char *a = split_into(j->cc, argv, &argc, 32), *b = split_into(BPC_LINK_FLAGS, argv, &argc, 48);
+        char *a = bp_split_words(j->cc, argv, &argc, 32), *b = bp_split_words(BPC_LINK_FLAGS, argv, &argc, 48);
         argv[argc++] = maino;
         for (int k = 0; k < j->nreg && k < 8; k++) {
             snprintf(objs[k], sizeof objs[k], "%s/kernels%d.o", j->dir, k);
             argv[argc++] = objs[k];
         }
         argv[argc++] = lib;
-        char *c = split_into(BPC_LINK_LIBS, argv, &argc, 190);
+        char *c = bp_split_words(BPC_LINK_LIBS, argv, &argc, 190);
         argv[argc++] = "-o";
         argv[argc++] = tmpout;
         argv[argc] = NULL;

@@ -67,10 +67,16 @@ static void *load_checked(const char *so) {
     return dlopen(so, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 }
 
-/* Runs argv (the compiler) with stdout and stderr into `log`; returns the wait status,
- * or -1. The child is killed if bpc dies first, so an interrupted bpc leaves no
- * compiler running. */
-static int run_compiler(char **argv, const char *log) {
+char *bp_split_words(const char *words, char **argv, int *argc, int max) {
+    char *w = strdup(words ? words : "");
+    if (!w) return NULL;
+    for (char *t = strtok(w, " \t"); t && *argc < max; t = strtok(NULL, " \t")) argv[(*argc)++] = t;
+    return w;
+}
+
+int bp_run_logged(char **argv, const char *log) {
+    if (!argv[0]) return -1;
+    fflush(NULL);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -111,17 +117,16 @@ void *bp_jit_c(const char *source, bp_err *e) {
     snprintf(tmp, sizeof tmp, "%s/%s.so.%d.tmp", dir, hash, (int)getpid());
     snprintf(log, sizeof log, "%s/%s.log", dir, hash);
     /* argv: CC words (CC may be "gcc -O1", as make allows), FLAGS, BPC_CFLAGS, -o tmp src */
-    char *ccw = strdup(cc), *fl = strdup(flags), *ex = strdup(extra);
     char *argv[96];
     int argc = 0;
-    for (char *t = strtok(ccw, " "); t && argc < 32; t = strtok(NULL, " ")) argv[argc++] = t;
-    for (char *t = strtok(fl, " "); t && argc < 48; t = strtok(NULL, " ")) argv[argc++] = t;
-    for (char *t = strtok(ex, " "); t && argc < 88; t = strtok(NULL, " ")) argv[argc++] = t;
+    char *ccw = bp_split_words(cc, argv, &argc, 32);
+    int have_cc = argc > 0; /* CC of blanks only: no compiler to run */
+    char *fl = bp_split_words(flags, argv, &argc, 48), *ex = bp_split_words(extra, argv, &argc, 88);
     argv[argc++] = "-o";
     argv[argc++] = tmp;
     argv[argc++] = src;
     argv[argc] = NULL;
-    int status = argv[0] ? run_compiler(argv, log) : -1;
+    int status = ccw && fl && ex && have_cc ? bp_run_logged(argv, log) : -1;
     free(ccw);
     free(fl);
     free(ex);
@@ -132,7 +137,7 @@ void *bp_jit_c(const char *source, bp_err *e) {
         char out[600] = "";
         FILE *f = fopen(log, "r");
         if (f) { size_t n = fread(out, 1, sizeof out - 1, f); out[n] = 0; fclose(f); }
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && !out[0])
+        if (status == -1 || (WIFEXITED(status) && WEXITSTATUS(status) == 127 && !out[0]))
             bp_fail(e, "cannot run the C compiler '%s': install gcc (or set CC)", cc);
         else if (status == 0)
             bp_fail(e, "the C compiler '%s' exited successfully but wrote no object file; "

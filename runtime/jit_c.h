@@ -24,4 +24,13 @@ const char *bp_cache_dir(char *buf, size_t len, bp_err *e);
  * the kept source are in the message. Returns the dlopen handle or NULL. */
 void *bp_jit_c(const char *source, bp_err *e);
 
+/* Splits `words` on blanks (CC may be "gcc -O1", as make allows) into argv[*argc ..
+ * max). Returns the malloc'd buffer the words point into, to free; NULL on out of memory. */
+char *bp_split_words(const char *words, char **argv, int *argc, int max);
+
+/* Runs argv (argv[0] found on $PATH) with stdout and stderr into the file `log`, and
+ * waits for it. The child is killed if this process dies first, so an interrupted bpc
+ * leaves no compiler running. Returns the wait status, or -1 if it could not start. */
+int bp_run_logged(char **argv, const char *log);
+
 #endif

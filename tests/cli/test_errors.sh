@@ -57,4 +57,18 @@ if ! nvidia-smi > /dev/null 2>&1; then
         "$BPC" train models/mnist_conv.bp --data "$DATA" --target cuda --epochs 1 --limit 256
 fi
 
+# the CPU JIT's C compiler (fresh caches, so that nothing compiled before is reused)
+expect "CC that does not exist" 2 "cannot run the C compiler 'no-such-cc': install gcc (or set CC)" \
+    env CC=no-such-cc XDG_CACHE_HOME="$T/cache1" "$SANBPC" train models/mnist_dense.bp --data "$DATA" \
+    --epochs 1 --limit 256
+expect "CC of blanks" 2 "cannot run the C compiler" \
+    env CC="  " XDG_CACHE_HOME="$T/cache2" "$SANBPC" train models/mnist_dense.bp --data "$DATA" \
+    --epochs 1 --limit 256
+expect "CC that fails silently" 2 "the C compiler 'false' failed (exit status 1) on .* and printed nothing" \
+    env CC=false XDG_CACHE_HOME="$T/cache3" "$SANBPC" train models/mnist_dense.bp --data "$DATA" \
+    --epochs 1 --limit 256
+expect "CC that succeeds without an object" 2 "exited successfully but wrote no object file" \
+    env CC=true XDG_CACHE_HOME="$T/cache4" "$SANBPC" train models/mnist_dense.bp --data "$DATA" \
+    --epochs 1 --limit 256
+
 [ "$fails" -eq 0 ]
