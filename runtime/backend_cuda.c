@@ -16,9 +16,16 @@
  *    which the CPU tests check.
  *  - The training split is uploaded once (stage) and each step's images are gathered
  *    on the GPU (bp_gather), so a step copies nothing from the host.
+ *  - A program runs as a CUDA graph: captured from the stream the first time it runs
+ *    with a given (program, batch size, learning rate), which fix the launch grids and
+ *    the GEMMs (alpha = -lr), then replayed with one launch. Everything else that
+ *    changes per step (the Philox step and seed, fix_actions) the kernels read from a
+ *    device copy of bp_dyn, written before each run. cuBLAS gets its own workspace so
+ *    that capture allocates nothing. If capture fails, bpc says why once and runs
+ *    the operations one by one; BPC_CUDA_GRAPH=0 asks for that from the start.
  *  - run() does not wait for the GPU; put/get synchronise the stream, so an error of
- *    an earlier kernel shows up there. BPC_CUDA_SYNC=1 waits after every operation and
- *    names the operation that failed.
+ *    an earlier kernel shows up there. BPC_CUDA_SYNC=1 (no graphs) waits after every
+ *    operation and names the operation that failed.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +41,20 @@
 
 /* Threads per block: must not exceed __launch_bounds__ in templates/kernel_cu.in. */
 enum { BLOCK = 256 };
+/* Captured graphs kept per exec: train and eval, each with a full and a short last
+ * batch (the validation and test splits may end differently), with room to spare. */
+enum { NGRAPH = 8 };
+/* cuBLAS's workspace: what its documentation recommends for Hopper. */
+#define WORKSPACE_BYTES ((size_t)32 << 20)
+
+/* One captured program, for one batch size and learning rate. */
+typedef struct {
+    const bp_prog *prog;
+    int nb;
+    float lr;
+    CUgraphExec exec;
+    unsigned long used;         /* the run count when last replayed, for eviction */
+} graph;
 
 typedef struct {
     int ctx_held;
@@ -44,6 +65,12 @@ typedef struct {
     CUfunction *fn;             /* one per plan kernel */
     CUfunction gather;          /* bp_gather (templates/gather_cu.in) */
     CUdeviceptr A, I, X;
+    CUdeviceptr dyn;            /* the bp_dyn every kernel reads */
+    uint32_t dyn_now[sizeof(bp_dyn) / sizeof(uint32_t)]; /* what it holds once the stream gets there */
+    CUdeviceptr workspace;      /* cuBLAS's */
+    graph graphs[NGRAPH];
+    unsigned long runs;
+    int graphs_off;             /* BPC_CUDA_GRAPH=0, BPC_CUDA_SYNC, or capture failed */
     CUdeviceptr images, labels, order; /* the staged training split and its order */
     long nstaged, norder;
     long nA, nI, nX;            /* arena sizes in elements (floats, ints, bytes) */
@@ -141,7 +168,11 @@ static void cuda_close(bp_exec *x) {
     if (s->ctx_held) {
         bp_cu.cuCtxSetCurrent(s->ctx);
         if (s->stream) bp_cu.cuStreamSynchronize(s->stream);
+        for (int i = 0; i < NGRAPH; i++)
+            if (s->graphs[i].exec) bp_cu.cuGraphExecDestroy(s->graphs[i].exec);
         if (s->blas) bp_cublas.cublasDestroy(s->blas);
+        if (s->dyn) bp_cu.cuMemFree(s->dyn);
+        if (s->workspace) bp_cu.cuMemFree(s->workspace);
         if (s->A) bp_cu.cuMemFree(s->A);
         if (s->I) bp_cu.cuMemFree(s->I);
         if (s->X) bp_cu.cuMemFree(s->X);
@@ -207,6 +238,8 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
         goto fail;
     const char *sy = getenv("BPC_CUDA_SYNC");
     s->sync_each = sy && *sy && strcmp(sy, "0");
+    const char *gr = getenv("BPC_CUDA_GRAPH");
+    s->graphs_off = s->sync_each || (gr && !strcmp(gr, "0"));
 
     if (build_module(s, p, source, major * 10 + minor, e)) goto fail;
     if (p->nkernels > 0 && !(s->fn = calloc((size_t)p->nkernels, sizeof *s->fn))) {
@@ -222,17 +255,22 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
     s->nX = (long)p->batch * p->x_bytes;
     if (alloc_zeroed(s, &s->A, (size_t)s->nA * sizeof(float), e) ||
         alloc_zeroed(s, &s->I, (size_t)s->nI * sizeof(int), e) ||
-        alloc_zeroed(s, &s->X, (size_t)s->nX, e))
+        alloc_zeroed(s, &s->X, (size_t)s->nX, e) ||
+        alloc_zeroed(s, &s->dyn, sizeof(bp_dyn), e) ||
+        alloc_zeroed(s, &s->workspace, WORKSPACE_BYTES, e))
         goto fail;
 
     if (bp_cuda_load_cublas(&le)) { unavailable(e, le.msg); goto fail; }
     if (BP_CUBLAS(e, bp_cublas.cublasCreate(&s->blas))) { s->blas = NULL; goto fail; }
     if (BP_CUBLAS(e, bp_cublas.cublasSetStream(s->blas, s->stream)) ||
+        /* after SetStream, which resets the workspace to cuBLAS's own pool */
+        BP_CUBLAS(e, bp_cublas.cublasSetWorkspace(s->blas, (void *)(uintptr_t)s->workspace, WORKSPACE_BYTES)) ||
         BP_CUBLAS(e, bp_cublas.cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH)) ||
         BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)))
         goto fail;
-    snprintf(s->about, sizeof s->about, "%.127s (device %d, sm_%d%d, %d SMs), kernels as %s %s", s->gpu,
-             ord, major, minor, s->sms, s->arch, s->arch[0] == 's' ? "cubin" : "PTX (driver JIT)");
+    snprintf(s->about, sizeof s->about, "%.127s (device %d, sm_%d%d, %d SMs), kernels as %s %s, %s", s->gpu,
+             ord, major, minor, s->sms, s->arch, s->arch[0] == 's' ? "cubin" : "PTX (driver JIT)",
+             s->graphs_off ? "launched one by one" : "steps as CUDA graphs");
     return 0;
 fail:
     cuda_close(x);
@@ -284,8 +322,7 @@ static int launch(cuda *s, const bp_plan *p, int ki, const bp_dyn *d, bp_err *e)
     if (n <= 0) return 0;
     long long blocks = (n + BLOCK - 1) / BLOCK, cap = (long long)(s->sms > 0 ? s->sms : 1) * 32;
     unsigned grid = (unsigned)(blocks < cap ? blocks : cap); /* the kernel loops over the rest */
-    bp_dyn dyn = *d;
-    void *args[] = {&s->A, &s->I, &s->X, &dyn};
+    void *args[] = {&s->A, &s->I, &s->X, &s->dyn};
     return BP_CU(e, bp_cu.cuLaunchKernel(s->fn[ki], grid, 1, 1, BLOCK, 1, 1, 0, s->stream, args, NULL));
 }
 
@@ -305,12 +342,23 @@ static int gemm(cuda *s, const bp_gemm *g, const bp_dyn *d, bp_err *e) {
                                                             &c.beta, C, c.ldc, c.stride_c, c.batch));
 }
 
-static int cuda_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
-    cuda *s = x->impl;
-    const bp_plan *p = x->plan;
-    if (d->nb < 0 || d->nb > p->batch)
-        return bp_fail(e, "batch of %d samples; the model was compiled for at most %d", d->nb, p->batch);
-    if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx))) return -1;
+/* Brings the device copy of bp_dyn to d: a memset per 32-bit word that changed
+ * (usually the step alone). A memset takes its value by value, so nothing on the host
+ * must outlive the call, and the stream orders it after the previous run's kernels. */
+_Static_assert(sizeof(bp_dyn) % sizeof(uint32_t) == 0, "bp_dyn is written in 32-bit words");
+static int set_dyn(cuda *s, const bp_dyn *d, bp_err *e) {
+    uint32_t want[sizeof(bp_dyn) / sizeof(uint32_t)];
+    memcpy(want, d, sizeof want);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        if (want[i] == s->dyn_now[i]) continue;
+        if (BP_CU(e, bp_cu.cuMemsetD32Async(s->dyn + i * sizeof(uint32_t), want[i], 1, s->stream))) return -1;
+        s->dyn_now[i] = want[i];
+    }
+    return 0;
+}
+
+/* Queues the operations of a program on the stream, one by one. */
+static int enqueue(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dyn *d, bp_err *e) {
     for (int i = 0; i < g->n; i++) {
         const bp_op *o = &g->ops[i];
         int rc = o->kind == BP_OP_KERNEL ? launch(s, p, o->kernel, d, e) : gemm(s, &o->g, d, e);
@@ -324,6 +372,51 @@ static int cuda_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
         }
     }
     return 0;
+}
+
+/* The graph of (g, nb, lr), captured now if there is none; NULL when capture failed,
+ * which turns graphs off for this exec (said once on stderr). */
+static graph *graph_for(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dyn *d) {
+    graph *slot = &s->graphs[0];
+    for (int i = 0; i < NGRAPH; i++) {
+        graph *c = &s->graphs[i];
+        if (c->exec && c->prog == g && c->nb == d->nb && !memcmp(&c->lr, &d->lr, sizeof c->lr)) return c;
+        if (!c->exec || (slot->exec && c->used < slot->used)) slot = c;
+    }
+    bp_err ce;
+    CUgraph cg = NULL;
+    CUgraphExec ex = NULL;
+    int rc = BP_CU(&ce, bp_cu.cuStreamBeginCapture(s->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+    if (!rc) {
+        bp_err end;
+        rc = enqueue(s, p, g, d, &ce);
+        /* always end the capture, so the stream leaves capture mode */
+        if (BP_CU(rc ? &end : &ce, bp_cu.cuStreamEndCapture(s->stream, &cg))) rc = -1;
+    }
+    if (!rc) rc = BP_CU(&ce, bp_cu.cuGraphInstantiate(&ex, cg, 0));
+    if (cg) bp_cu.cuGraphDestroy(cg);
+    if (rc) {
+        s->graphs_off = 1;
+        fprintf(stderr, "bpc: warning: cannot capture a step as a CUDA graph (%.800s); the operations "
+                        "run one by one instead\n", ce.msg);
+        return NULL;
+    }
+    if (slot->exec) bp_cu.cuGraphExecDestroy(slot->exec);
+    *slot = (graph){.prog = g, .nb = d->nb, .lr = d->lr, .exec = ex};
+    return slot;
+}
+
+static int cuda_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
+    cuda *s = x->impl;
+    const bp_plan *p = x->plan;
+    if (d->nb < 0 || d->nb > p->batch)
+        return bp_fail(e, "batch of %d samples; the model was compiled for at most %d", d->nb, p->batch);
+    if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx)) || set_dyn(s, d, e)) return -1;
+    s->runs++;
+    graph *gr = s->graphs_off || g->n == 0 ? NULL : graph_for(s, p, g, d);
+    if (!gr) return enqueue(s, p, g, d, e);
+    gr->used = s->runs;
+    return BP_CU(e, bp_cu.cuGraphLaunch(gr->exec, s->stream));
 }
 
 /* A device buffer of `bytes` holding a copy of host memory; waits for the copy. */

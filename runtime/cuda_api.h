@@ -32,7 +32,10 @@
     X(cuDevicePrimaryCtxRetain) X(cuDevicePrimaryCtxRelease) X(cuCtxSetCurrent)          \
     X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)                          \
     X(cuModuleLoadDataEx) X(cuModuleUnload) X(cuModuleGetFunction) X(cuLaunchKernel)     \
-    X(cuMemAlloc) X(cuMemFree) X(cuMemsetD8Async) X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync)
+    X(cuMemAlloc) X(cuMemFree) X(cuMemsetD8Async) X(cuMemsetD32Async)                    \
+    X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync)                                            \
+    X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate) X(cuGraphLaunch) \
+    X(cuGraphDestroy) X(cuGraphExecDestroy)
 
 #define BP_NVRTC_FUNCS(X)                                                                \
     X(nvrtcGetErrorString) X(nvrtcVersion) X(nvrtcGetNumSupportedArchs)                  \
@@ -42,7 +45,8 @@
 
 #define BP_CUBLAS_FUNCS(X)                                                               \
     X(cublasGetStatusName) X(cublasGetStatusString) X(cublasCreate) X(cublasDestroy)     \
-    X(cublasSetStream) X(cublasSetMathMode) X(cublasSgemm) X(cublasSgemmStridedBatched)
+    X(cublasSetStream) X(cublasSetWorkspace) X(cublasSetMathMode) X(cublasSgemm)         \
+    X(cublasSgemmStridedBatched)
 
 /* A field per function, named and typed as the header declares it (after its macros:
  * the field for cuMemAlloc is cuMemAlloc_v2, and bp_cu.cuMemAlloc expands to it). */

@@ -7,7 +7,9 @@
  *   A  float arena: weights, activations, feedback, batch-norm state, statistics
  *   I  int arena: labels, actions, greedy predictions, pooling argmax
  *   X  the batch of input images, uint8 NHWC [nb, H, W, C]
- *   d  the values that change from step to step (bp_dyn)
+ *   dp the values that change from step to step (bp_dyn), read once into d. A
+ *      pointer, not a value, so that on the GPU they live in device memory and a
+ *      step captured as a CUDA graph replays with each step's values.
  * Offsets into A and I are compile-time constants written into each body.
  * This header is also included by the runtime so that host and kernels agree on
  * bp_dyn's layout.

@@ -4,7 +4,9 @@
 # along; the GPU machine need not have flex, bison or a network) or builds it when
 # make and the libraries are there. For every model it trains STEPS steps on the CUDA
 # target and on the CPU target from the same seed and prints the largest relative
-# difference of the losses and the weights, and the time per step of each target.
+# difference of the losses and the weights, and the time per step of each target;
+# the CUDA steps run as captured graphs, and again one operation at a time
+# (BPC_CUDA_GRAPH=0), which must give the same numbers (GRAPH lines; fails otherwise).
 # Then it compiles each model for the GPU's own architecture, times the CUDA step of
 # the MNIST and CIFAR nets against the same model and rule in eager PyTorch on the GPU
 # (bench/run.py --target cuda: interleaved, ratios; results in $OUT/bench_cuda.json),
@@ -30,7 +32,7 @@ for spec in mnist_dense:brainprop mnist_dense:ebp mnist_conv:brainprop mnist_con
             mnist_loccon:brainprop cifar10_conv:brainprop cifar10_deep:brainprop cifar10_deep:ebp; do
     m=${spec%%:*}; r=${spec#*:}
     timeout 120 "$BUILD/gpu_compare" "models/$m.bp" "$r" "$STEPS" > "/tmp/gpu_${m}_${r}.log" 2>&1 || fail=1
-    grep -E '^RESULT|error|unavailable' "/tmp/gpu_${m}_${r}.log" || tail -n 5 "/tmp/gpu_${m}_${r}.log"
+    grep -E '^RESULT|^GRAPH|error|warning|unavailable' "/tmp/gpu_${m}_${r}.log" || tail -n 5 "/tmp/gpu_${m}_${r}.log"
 done
 for m in models/*.bp; do
     "$BUILD/bpc" ptx "$m" -o /tmp/gpu_check.ptx --arch "sm_$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)" \
