@@ -85,11 +85,14 @@ def summ(name, grid):
 def maxtest(name, grid):
     m = [json.loads(l) for l in open(os.path.join(RUNS, grid, name, "metrics.jsonl"))]
     return max(m, key=lambda r: r["test_acc"])
-cs, cm = [], []
+cs, cm, ce = [], [], []
 for seed in (1, 2, 3):
     n = f"mnist_conv-brainprop-seed{seed}"
     if os.path.exists(os.path.join(RUNS, "grid-conv", n, "summary.json")):
         cs.append(summ(n, "grid-conv")); cm.append(maxtest(n, "grid-conv"))
+    n = f"mnist_conv-ebp-seed{seed}"
+    if os.path.exists(os.path.join(RUNS, "grid-conv", n, "summary.json")):
+        ce.append(summ(n, "grid-conv")["test_acc"] * 100)
 def and_list(v): return v[0] if len(v) == 1 else ", ".join(v[:-1]) + " and " + v[-1]
 acc = [c["test_acc"] * 100 for c in cs]; mxa = [m["test_acc"] * 100 for m in cm]
 doc = open(os.path.join(PLOTS, "results.md.in")).read()
@@ -99,6 +102,8 @@ for k, v in {"__STATUS__": status, "__TABLES__": tables, "__CMDA__": CMD["A"], "
              "__CONVBE__": ms([c["best_epoch"] for c in cs], 1),
              "__CONVMAXLIST__": and_list([f"{a:.2f}" for a in mxa]),
              "__CONVMAXMEAN__": f"{statistics.mean(mxa):.2f}",
+             "__CONVEBP__": f"conv: {ms(acc, 2)} % against {ms(ce, 2)} % over {len(ce)} "
+                            f"seed{'s' if len(ce) > 1 else ''} of EBP; " if ce else "",
              "__DENSEBP__": f"{summ('mnist_dense-brainprop-seed1', 'grid')['test_acc'] * 100:.2f}",
              "__DENSEEBP__": f"{summ('mnist_dense-ebp-seed1', 'grid')['test_acc'] * 100:.2f}",
              "__LOCBP__": f"{summ('mnist_loccon-brainprop-seed1', 'grid')['test_acc'] * 100:.2f}",
