@@ -136,6 +136,12 @@ class Step:
     def __init__(self, model, seed, device):
         torch.manual_seed(seed)
         self.dev = torch.device(device)
+        if self.dev.type == "cuda":
+            # full float32 like bpc (cuDNN would use TF32 for convolutions by default),
+            # and cuDNN's fastest algorithm for each shape, found in the warm-up
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cudnn.benchmark = True
         self.net = build(model).train().to(self.dev)
         self.rule = model["rule"]
         self.nb = nb = int(model["nb"])
