@@ -17,6 +17,9 @@
  * The input feedback dX is always computed before W changes. A ReLU followed by batch
  * norm (the paper's order) is not a pass of its own: the batch norm applies it as it
  * reads, and stores relu(z) back for the backward gate.
+ * The column feedback of a conv or loccon layer (dcols, the input of col2im) lives only
+ * inside that layer's backward, and the operations run one after another (in order on
+ * one stream on the GPU), so every layer uses the same region, sized for the largest.
  */
 #include "plan.h"
 #include <math.h>
@@ -31,6 +34,7 @@ typedef struct {
     int flags;         /* BP_PLAN_NO_FUSE, BP_PLAN_NO_CHUNKS */
     int next_bn;       /* the layer being lowered is followed by batch norm */
     int relu_pending;  /* it left its ReLU to that batch norm (see lower_bn) */
+    long dcols;        /* the shared column-feedback region (see the head of the file) */
 } cg;
 
 static void *xrealloc(cg *c, void *ptr, size_t n) {
@@ -277,7 +281,7 @@ static void lower_conv(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_
     if (L->relu) relu_gate(c, out->act, out->fb, out->S, bw, what);
     long dcols = -1;
     if (need_dx) {
-        dcols = alloc_f(c, B * P * KKC);
+        dcols = c->dcols;
         if (!loc) linear_dx(c, bw, out->fb, W, dcols, P, F, KKC, what);
         else gemm(c, bw, (bp_gemm){.m = 1, .m_nb = 1, .n = KKC, .k = F, .alpha = 1,
                   .a = out->fb, .lda = P * F, .b = W, .ldb = KKC, .c = dcols, .ldc = P * KKC,
@@ -704,6 +708,15 @@ bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags) {
     int kin = kernel(&c, buf[0].S, 1, "input", "A[%ldL + i] = (bp_real)X[i] * (BP_C(1.0) / BP_C(255.0));", buf[0].act);
     run(&c, &p->train, kin, what);
     run(&c, &p->eval, kin, what);
+
+    /* the shared column feedback: the largest dcols of a conv or loccon layer with dx */
+    long dcols = 0;
+    for (int l = first_trainable + 1; l < ir->n; l++) {
+        const bp_layer *L = &ir->layers[l];
+        long n = B * L->out.h * L->out.w * (long)L->ksize * L->ksize * L->in.c;
+        if ((L->kind == BP_CONV || L->kind == BP_LOCCON) && n > dcols) dcols = n;
+    }
+    c.dcols = alloc_f(&c, dcols);
 
     float std = ir->train.init_std, l2 = ir->train.l2;
     for (int l = 1; l < ir->n && !c.oom; l++) {
