@@ -16,9 +16,11 @@
  *    which the CPU tests check.
  *  - The training split is uploaded once (stage) and each step's images are gathered
  *    on the GPU (bp_gather), so a step copies nothing from the host.
- *  - A program runs as a CUDA graph: captured from the stream the first time it runs
+ *  - A program runs as a CUDA graph: captured from the stream the second time it runs
  *    with a given (program, batch size, learning rate), which fix the launch grids and
- *    the GEMMs (alpha = -lr), then replayed with one launch. Everything else that
+ *    the GEMMs (alpha = -lr), then replayed with one launch. The first run goes one
+ *    operation at a time, so that every kernel, ours and cuBLAS's, is loaded before a
+ *    capture (lazy loading inside a capture fails on drivers before 12.3). Everything else that
  *    changes per step (the Philox step and seed, fix_actions) the kernels read from a
  *    device copy of bp_dyn, written before each run. cuBLAS gets its own workspace so
  *    that capture allocates nothing. If capture fails, bpc says why once and runs
@@ -47,13 +49,14 @@ enum { NGRAPH = 8 };
 /* cuBLAS's workspace: what its documentation recommends for Hopper. */
 #define WORKSPACE_BYTES ((size_t)32 << 20)
 
-/* One captured program, for one batch size and learning rate. */
+/* One program, for one batch size and learning rate: seen once (exec NULL), or
+ * captured. */
 typedef struct {
-    const bp_prog *prog;
+    const bp_prog *prog;        /* NULL: a free slot */
     int nb;
     float lr;
     CUgraphExec exec;
-    unsigned long used;         /* the run count when last replayed, for eviction */
+    unsigned long used;         /* the run count when last run, for eviction */
 } graph;
 
 typedef struct {
@@ -78,7 +81,8 @@ typedef struct {
     int sms;                    /* streaming multiprocessors, for the grid size */
     int sync_each;              /* BPC_CUDA_SYNC */
     char gpu[128], arch[24];
-    char about[256];            /* bp_cuda_describe */
+    char about[224];            /* the device and the kernels, for bp_cuda_describe */
+    char described[256];        /* about, and whether graphs are on */
 } cuda;
 
 static int unavailable(bp_err *e, const char *why) {
@@ -268,9 +272,8 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
         BP_CUBLAS(e, bp_cublas.cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH)) ||
         BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)))
         goto fail;
-    snprintf(s->about, sizeof s->about, "%.127s (device %d, sm_%d%d, %d SMs), kernels as %s %s, %s", s->gpu,
-             ord, major, minor, s->sms, s->arch, s->arch[0] == 's' ? "cubin" : "PTX (driver JIT)",
-             s->graphs_off ? "launched one by one" : "steps as CUDA graphs");
+    snprintf(s->about, sizeof s->about, "%.127s (device %d, sm_%d%d, %d SMs), kernels as %s %s", s->gpu,
+             ord, major, minor, s->sms, s->arch, s->arch[0] == 's' ? "cubin" : "PTX (driver JIT)");
     return 0;
 fail:
     cuda_close(x);
@@ -374,15 +377,25 @@ static int enqueue(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dyn *d,
     return 0;
 }
 
-/* The graph of (g, nb, lr), captured now if there is none; NULL when capture failed,
- * which turns graphs off for this exec (said once on stderr). */
+/* The slot of (g, nb, lr): its graph, captured now when this is the second run of
+ * that key. NULL: run it one operation at a time (the first run of a key, or capture
+ * failed, which turns graphs off for this exec and says so once on stderr). */
 static graph *graph_for(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dyn *d) {
-    graph *slot = &s->graphs[0];
-    for (int i = 0; i < NGRAPH; i++) {
+    graph *slot = NULL;
+    for (int i = 0; i < NGRAPH && !slot; i++) {
         graph *c = &s->graphs[i];
-        if (c->exec && c->prog == g && c->nb == d->nb && !memcmp(&c->lr, &d->lr, sizeof c->lr)) return c;
-        if (!c->exec || (slot->exec && c->used < slot->used)) slot = c;
+        if (c->prog == g && c->nb == d->nb && !memcmp(&c->lr, &d->lr, sizeof c->lr)) slot = c;
     }
+    if (!slot) { /* first seen: take a free slot, or the least recently used */
+        slot = &s->graphs[0];
+        for (int i = 1; i < NGRAPH && slot->prog; i++)
+            if (!s->graphs[i].prog || s->graphs[i].used < slot->used) slot = &s->graphs[i];
+        if (slot->exec) bp_cu.cuGraphExecDestroy(slot->exec);
+        *slot = (graph){.prog = g, .nb = d->nb, .lr = d->lr, .used = s->runs};
+        return NULL;
+    }
+    slot->used = s->runs;
+    if (slot->exec) return slot;
     bp_err ce;
     CUgraph cg = NULL;
     CUgraphExec ex = NULL;
@@ -401,8 +414,7 @@ static graph *graph_for(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dy
                         "run one by one instead\n", ce.msg);
         return NULL;
     }
-    if (slot->exec) bp_cu.cuGraphExecDestroy(slot->exec);
-    *slot = (graph){.prog = g, .nb = d->nb, .lr = d->lr, .exec = ex};
+    slot->exec = ex;
     return slot;
 }
 
@@ -415,7 +427,6 @@ static int cuda_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
     s->runs++;
     graph *gr = s->graphs_off || g->n == 0 ? NULL : graph_for(s, p, g, d);
     if (!gr) return enqueue(s, p, g, d, e);
-    gr->used = s->runs;
     return BP_CU(e, bp_cu.cuGraphLaunch(gr->exec, s->stream));
 }
 
@@ -475,8 +486,16 @@ static int cuda_gather(bp_exec *x, long first, int nb, bp_err *e) {
 }
 
 const char *bp_cuda_describe(const bp_exec *x) {
+    cuda *s = x && x->target == BP_TARGET_CUDA ? x->impl : NULL;
+    if (!s) return "";
+    snprintf(s->described, sizeof s->described, "%s, %s", s->about,
+             s->graphs_off ? "operations launched one by one" : "steps as CUDA graphs");
+    return s->described;
+}
+
+int bp_cuda_graphs_on(const bp_exec *x) {
     const cuda *s = x && x->target == BP_TARGET_CUDA ? x->impl : NULL;
-    return s ? s->about : "";
+    return s && !s->graphs_off;
 }
 
 int bp_cuda_available(void) {
@@ -494,6 +513,7 @@ int bp_cuda_available(void) {
 
 int bp_cuda_available(void) { return 0; }
 const char *bp_cuda_describe(const bp_exec *x) { (void)x; return ""; }
+int bp_cuda_graphs_on(const bp_exec *x) { (void)x; return 0; }
 
 static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
     (void)x; (void)source;

@@ -42,7 +42,13 @@ int bp_cuda_available(void);
 
 struct bp_exec;
 /* For logs, of an open CUDA exec: "NVIDIA H200 (device 0, sm_90, 132 SMs), kernels as
- * sm_90 cubin"; "" for any other exec. (Defined in backend_cuda.c.) */
+ * sm_90 cubin, steps as CUDA graphs"; "" for any other exec. Valid until the next
+ * call for the same exec. (Defined in backend_cuda.c.) */
 const char *bp_cuda_describe(const struct bp_exec *x);
+
+/* 1 when an open CUDA exec runs its programs as CUDA graphs: not turned off by
+ * BPC_CUDA_GRAPH=0 or BPC_CUDA_SYNC=1 at open, nor by a capture that failed since;
+ * 0 otherwise, and for any other exec. (Defined in backend_cuda.c.) */
+int bp_cuda_graphs_on(const struct bp_exec *x);
 
 #endif

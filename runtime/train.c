@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include "checkpoint.h"
 #include "files.h"
+#include "jit_cuda.h"
 #include "philox.h"
 #include "synthetic.h"
 
@@ -712,6 +713,7 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
             ir->name, ir->path, r->ds.name, r->n, r->ntest,
             r->o.target == BP_TARGET_CUDA ? "cuda" : "cpu", rule_name(r->o.rule), r->p->batch,
             (unsigned long long)r->seed);
+    if (r->o.target == BP_TARGET_CUDA) fprintf(r->log, "cuda: %s\n", bp_cuda_describe(&r->x));
     if (r->val_test)
         fprintf(r->log, "validation: the test split (val test, the paper's protocol): the test "
                         "images choose the epoch, so the final test accuracy is optimistic\n");

@@ -21,6 +21,7 @@
 #include <time.h>
 #include "exec.h"
 #include "frontend.h"
+#include "jit_cuda.h"
 #include "philox.h"
 #include "plan.h"
 #include "tune.h"
@@ -47,7 +48,8 @@ static float *get_all(bp_exec *x, const bp_tensor *t) {
 static double max_rel(const float *got, const float *ref, long n) {
     double md = 0, mr = 0;
     for (long j = 0; j < n; j++) {
-        if (fabs(got[j] - ref[j]) > md) md = fabs(got[j] - ref[j]);
+        double dj = fabs(got[j] - ref[j]);
+        if (isnan(dj) || dj > md) md = dj; /* a NaN sticks: NaN > x is false */
         if (fabs(ref[j]) > mr) mr = fabs(ref[j]);
     }
     return md / (1e-6 + mr);
@@ -65,10 +67,13 @@ int main(int argc, char **argv) {
     if (!p) die("out of memory", NULL);
     bp_err e;
     bp_exec cpu, gpu, eager;
-    if (bp_exec_open(&gpu, p, BP_TARGET_CUDA, &e)) die("CUDA target", &e);
-    setenv("BPC_CUDA_GRAPH", "0", 1); /* read when a CUDA exec opens */
-    if (bp_exec_open(&eager, p, BP_TARGET_CUDA, &e)) die("CUDA target without graphs", &e);
+    /* read when a CUDA exec opens: graphs on for gpu, off for eager */
+    unsetenv("BPC_CUDA_SYNC");
     unsetenv("BPC_CUDA_GRAPH");
+    if (bp_exec_open(&gpu, p, BP_TARGET_CUDA, &e)) die("CUDA target", &e);
+    setenv("BPC_CUDA_GRAPH", "0", 1);
+    if (bp_exec_open(&eager, p, BP_TARGET_CUDA, &e)) die("CUDA target without graphs", &e);
+    printf("gpu: %s\n", bp_cuda_describe(&gpu));
     if (bp_exec_open(&cpu, p, BP_TARGET_CPU, &e)) die("CPU target", &e);
     unsigned long long seed = ir->train.seed;
     if (bp_exec_init_params(&cpu, seed, &e) || bp_exec_init_params(&gpu, seed, &e) ||
@@ -103,9 +108,9 @@ int main(int argc, char **argv) {
             die("reading the actions", &e);
         for (int b = 0; b < nb; b++) flips += ac[b] != ag[b];
         double rel = fabs(lg[BP_STAT_LOSS] - lc[BP_STAT_LOSS]) / (1e-6 + fabs(lc[BP_STAT_LOSS]));
-        if (rel > worst_loss) worst_loss = rel;
+        if (isnan(rel) || rel > worst_loss) worst_loss = rel;
         double grel = fabs(lg[BP_STAT_LOSS] - le[BP_STAT_LOSS]) / (1e-6 + fabs(le[BP_STAT_LOSS]));
-        if (grel > graph_loss) graph_loss = grel;
+        if (isnan(grel) || grel > graph_loss) graph_loss = grel;
         printf("step %3d  loss cpu %.7g  gpu %.7g  rel %.2e\n", s, lc[BP_STAT_LOSS] / nb, lg[BP_STAT_LOSS] / nb, rel);
     }
     double worst_w = 0, graph_w = 0;
@@ -113,8 +118,8 @@ int main(int argc, char **argv) {
         const bp_tensor *t = &p->tensors[i];
         float *a = get_all(&cpu, t), *b = get_all(&gpu, t), *c = get_all(&eager, t);
         double rel = max_rel(b, a, t->size), grel = max_rel(b, c, t->size);
-        if (rel > worst_w) worst_w = rel;
-        if (grel > graph_w) graph_w = grel;
+        if (isnan(rel) || rel > worst_w) worst_w = rel;
+        if (isnan(grel) || grel > graph_w) graph_w = grel;
         printf("tensor %-22s max rel diff %.2e (graph against one by one: %.2e)\n", t->name, rel, grel);
         free(a);
         free(b);
@@ -124,9 +129,12 @@ int main(int argc, char **argv) {
            "ms/step cpu %.2f gpu %.3f (cpu/gpu %.1fx)\n",
            ir->name, argv[2], steps, nb, worst_loss, worst_w, flips, (long)(steps + 1) * nb,
            1e3 * t_cpu / (steps ? steps : 1), 1e3 * t_gpu / (steps ? steps : 1), t_cpu / (t_gpu > 0 ? t_gpu : 1e-9));
-    int graph_ok = graph_loss <= 1e-5 && graph_w <= 1e-5;
+    /* !(x <= tol) so that a NaN fails; graphs must have stayed on for the comparison
+     * to mean anything (a failed capture falls back to one by one, with a warning) */
+    int graphs = bp_cuda_graphs_on(&gpu), graph_ok = graphs && graph_loss <= 1e-5 && graph_w <= 1e-5;
     printf("GRAPH %s %s: %s: max rel diff loss %.2e, weights %.2e; ms/step graph %.3f, one by one %.3f "
-           "(%.2fx)\n", ir->name, argv[2], graph_ok ? "same" : "DIFFERENT", graph_loss, graph_w,
+           "(%.2fx)\n", ir->name, argv[2],
+           !graphs ? "NO GRAPHS (capture failed)" : graph_ok ? "same" : "DIFFERENT", graph_loss, graph_w,
            1e3 * t_gpu / (steps ? steps : 1), 1e3 * t_eager / (steps ? steps : 1),
            t_eager / (t_gpu > 0 ? t_gpu : 1e-9));
     bp_exec_close(&cpu);
