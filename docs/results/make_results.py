@@ -77,22 +77,21 @@ going = [os.path.basename(r[4]) for r in runs if not r[6] and r[5]]
 status = (f"**{ndone} of {len(runs)} runs are done** (BrainProp and EBP for each "
           "net, three seeds of mnist_conv). " +
           (f"Still training when this page was written: {', '.join(going)}; the others wait their "
-           "turn. " if going else "") +
-          "The grids continue with the same commands (below); this page is regenerated from "
-          "the run folders by `docs/results/make_results.py`.")
+           "turn. The grids continue with the same commands (below). " if ndone < len(runs) else "") +
+          "This page is regenerated from the run folders by `docs/results/make_results.py`.")
 def summ(name, grid):
     return json.load(open(os.path.join(RUNS, grid, name, "summary.json")))
 def maxtest(name, grid):
     m = [json.loads(l) for l in open(os.path.join(RUNS, grid, name, "metrics.jsonl"))]
     return max(m, key=lambda r: r["test_acc"])
-cs, cm, ce = [], [], []
+cs, cm, ce, cem = [], [], [], []
 for seed in (1, 2, 3):
     n = f"mnist_conv-brainprop-seed{seed}"
     if os.path.exists(os.path.join(RUNS, "grid-conv", n, "summary.json")):
         cs.append(summ(n, "grid-conv")); cm.append(maxtest(n, "grid-conv"))
     n = f"mnist_conv-ebp-seed{seed}"
     if os.path.exists(os.path.join(RUNS, "grid-conv", n, "summary.json")):
-        ce.append(summ(n, "grid-conv")["test_acc"] * 100)
+        ce.append(summ(n, "grid-conv")); cem.append(maxtest(n, "grid-conv"))
 def and_list(v): return v[0] if len(v) == 1 else ", ".join(v[:-1]) + " and " + v[-1]
 acc = [c["test_acc"] * 100 for c in cs]; mxa = [m["test_acc"] * 100 for m in cm]
 doc = open(os.path.join(PLOTS, "results.md.in")).read()
@@ -102,8 +101,10 @@ for k, v in {"__STATUS__": status, "__TABLES__": tables, "__CMDA__": CMD["A"], "
              "__CONVBE__": ms([c["best_epoch"] for c in cs], 1),
              "__CONVMAXLIST__": and_list([f"{a:.2f}" for a in mxa]),
              "__CONVMAXMEAN__": f"{statistics.mean(mxa):.2f}",
-             "__CONVEBP__": f"conv: {ms(acc, 2)} % against {ms(ce, 2)} % over {len(ce)} "
-                            f"seed{'s' if len(ce) > 1 else ''} of EBP; " if ce else "",
+             "__CONVEBP__": ms([c["test_acc"] * 100 for c in ce], 2), "__CONVEBPN__": str(len(ce)),
+             "__CONVEBPBE__": ms([c["best_epoch"] for c in ce], 1),
+             "__CONVEBPMAXMEAN__": f"{statistics.mean([m['test_acc'] * 100 for m in cem]):.2f}" if cem else "-",
+             "__CONVGAP__": f"{statistics.mean([c['test_acc'] * 100 for c in ce]) - statistics.mean(acc):.2f}" if ce else "-",
              "__DENSEBP__": f"{summ('mnist_dense-brainprop-seed1', 'grid')['test_acc'] * 100:.2f}",
              "__DENSEEBP__": f"{summ('mnist_dense-ebp-seed1', 'grid')['test_acc'] * 100:.2f}",
              "__LOCBP__": f"{summ('mnist_loccon-brainprop-seed1', 'grid')['test_acc'] * 100:.2f}",
