@@ -20,10 +20,10 @@
  *    with a given (program, batch size, learning rate), which fix the launch grids and
  *    the GEMMs (alpha = -lr), then replayed with one launch. The first run goes one
  *    operation at a time, so that every kernel, ours and cuBLAS's, is loaded before a
- *    capture (lazy loading inside a capture fails on drivers before 12.3). Everything else that
- *    changes per step (the Philox step and seed, fix_actions) the kernels read from a
- *    device copy of bp_dyn, written before each run. cuBLAS gets its own workspace so
- *    that capture allocates nothing. If capture fails, bpc says why once and runs
+ *    capture (lazy loading inside a capture fails on drivers before 12.3). Everything
+ *    else that changes per step (the Philox step and seed, fix_actions) the kernels
+ *    read from a device copy of bp_dyn, written before each run. cuBLAS gets its own
+ *    workspace so that capture allocates nothing. If capture fails, bpc says why once and runs
  *    the operations one by one; BPC_CUDA_GRAPH=0 asks for that from the start.
  *  - run() does not wait for the GPU; put/get synchronise the stream, so an error of
  *    an earlier kernel shows up there. BPC_CUDA_SYNC=1 (no graphs) waits after every
