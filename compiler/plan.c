@@ -550,6 +550,23 @@ static void lower_maxpool(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, 
     run(c, ev, k, what);
     if (!need_dx) return;
     snprintf(what, sizeof what, "maxpool@%d:%d backward", L->loc.line, L->loc.col);
+    if (L->stride == L->ksize && L->pad_top == 0 && L->pad_left == 0) {
+        /* windows that tile the input (the paper's 2x2 stride 2): a pixel is in one
+         * window at most, so no loop over windows. 0 + fb, as the general sum, keeps a
+         * -0 feedback +0 and the numbers bit for bit. */
+        run(c, bw, per_channel(c, kernel(c, in->S, 1, "maxpool_back",
+            "long b = row / %ldL, px = row %% %ldL;\n"
+            "    int ih = (int)(px / %dL), iw = (int)(px %% %dL), oh = ih / %d, ow = iw / %d;\n"
+            "    bp_real s = BP_C(0.0);\n"
+            "    if (oh < %d && ow < %d) {\n"
+            "        long o = b * %ldL + ((long)oh * %d + ow) * %ldL + ch;\n"
+            "        if (I[%ldL + o] == ih * %d + iw) s = BP_C(0.0) + A[%ldL + o];\n"
+            "    }\n"
+            "    A[%ldL + i] = s;",
+            IHW, IHW, L->in.w, L->in.w, L->stride, L->stride, L->out.h, L->out.w, S, L->out.w, C,
+            arg, L->in.w, out->fb, in->fb), C), what);
+        return;
+    }
     char inner[256], loops[1024];
     snprintf(inner, sizeof inner,
         "            long o = b * %ldL + ((long)oh * %d + ow) * %ldL + ch;\n"
