@@ -527,7 +527,27 @@ static void lower_maxpool(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, 
     char what[64];
     snprintf(what, sizeof what, "maxpool@%d:%d forward", L->loc.line, L->loc.col);
     long OHW = S / C, IHW = in->S / C;
-    int k = per_channel(c, kernel(c, S, 1, "maxpool",
+    /* every window inside the input (no padding used): no bounds tests, the same
+     * order of comparisons, so the same maximum and the same first argmax */
+    int inside = L->pad_top == 0 && L->pad_left == 0 &&
+                 (L->out.h - 1) * L->stride + L->ksize <= L->in.h &&
+                 (L->out.w - 1) * L->stride + L->ksize <= L->in.w;
+    int k = inside ? per_channel(c, kernel(c, S, 1, "maxpool",
+        "long b = row / %ldL, px = row %% %ldL;\n"
+        "    int oh = (int)(px / %dL), ow = (int)(px %% %dL);\n"
+        "    const bp_real *src = A + %ldL + b * %ldL + ((long)oh * %d * %d + (long)ow * %d) * %ldL + ch;\n"
+        "    bp_real m = src[0]; int best = oh * %d * %d + ow * %d;\n"
+        "    for (int kh = 0; kh < %d; kh++)\n"
+        "        for (int kw = 0; kw < %d; kw++) {\n"
+        "            bp_real v = src[((long)kh * %d + kw) * %ldL];\n"
+        "            if (v > m) { m = v; best = (oh * %d + kh) * %d + ow * %d + kw; }\n"
+        "        }\n"
+        "    A[%ldL + i] = m;\n"
+        "    I[%ldL + i] = best;",
+        OHW, OHW, L->out.w, L->out.w, in->act, in->S, L->stride, L->in.w, L->stride, C,
+        L->stride, L->in.w, L->stride, L->ksize, L->ksize, L->in.w, C, L->stride, L->in.w,
+        L->stride, out->act, arg), C)
+        : per_channel(c, kernel(c, S, 1, "maxpool",
         "long b = row / %ldL, px = row %% %ldL;\n"
         "    int oh = (int)(px / %dL), ow = (int)(px %% %dL);\n"
         "    bp_real m = BP_NEG_INF; int best = -1;\n"
