@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include "bprt_link.h"
 #include "frontend.h"
+#include "files.h"
 #include "jit_c.h"
 #include "jit_cuda.h"
 #include "linked.h"
@@ -211,28 +212,6 @@ static void remove_tree(const char *dir) {
     rmdir(dir);
 }
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n == cap) {
-            char *nb = realloc(buf, cap = cap ? cap * 2 : 4096);
-            if (!nb) { free(buf); fclose(f); return NULL; }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(buf); return NULL; }
-    *len = n;
-    return buf;
-}
-
 int bp_cmd_build(const char *model_path, const char *out, const char *target, const char *arch,
                  bp_err *e) {
     int cuda;
@@ -259,8 +238,8 @@ int bp_cmd_build(const char *model_path, const char *out, const char *target, co
         return 1;
     }
     size_t srclen = 0;
-    char *model_src = read_all(model_path, &srclen);
-    if (!model_src) { bp_ir_free(ir); return bp_fail(e, "%s: cannot read: %s", model_path, strerror(errno)), 2; }
+    char *model_src = NULL;
+    if (bp_read_file(model_path, &model_src, &srclen)) { bp_ir_free(ir); return bp_fail(e, "%s: cannot read: %s", model_path, strerror(errno)), 2; }
 
     job J = {.cc = getenv("CC"), .archs = arch}, *j = &J;
     if (!j->cc || !*j->cc) j->cc = "cc";

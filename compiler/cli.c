@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "files.h"
 #include "jit_cuda.h"
 
 const char *bp_cli_prog = "bpc";
@@ -142,6 +143,12 @@ int bp_cli_target(const char *t, bp_target *out) {
     else if (!strcmp(t, "auto")) *out = bp_cuda_available() ? BP_TARGET_CUDA : BP_TARGET_CPU;
     else return bp_cli_bad_usage("--target is cpu, cuda or auto, not '%s'", t);
     return 0;
+}
+
+int bp_cli_write(const char *path, const void *buf, size_t len) {
+    if (!bp_write_atomic(path, buf, len)) return 0;
+    fprintf(stderr, "%s: error: %s: write failed: %s\n", bp_cli_prog, path, strerror(errno));
+    return 2;
 }
 
 char *bp_cli_command_line(int argc, char **argv) {

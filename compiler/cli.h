@@ -55,6 +55,10 @@ int bp_cli_rule(const bp_cli_args *a, const bp_ir *ir, bp_rule *r);
 /* --target cpu|c|cuda|auto (NULL: auto) to a target. 0, or 1 after a usage error. */
 int bp_cli_target(const char *t, bp_target *out);
 
+/* Writes buf to path atomically (files.h: never half a file; /dev/stdout and the like
+ * in place). Returns 0, or 2 after "PROG: error: PATH: write failed: REASON". */
+int bp_cli_write(const char *path, const void *buf, size_t len);
+
 /* The command line as a shell would need it (malloc'd), or NULL. */
 char *bp_cli_command_line(int argc, char **argv);
 

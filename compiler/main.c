@@ -27,7 +27,6 @@
 #include "build.h"
 #include "checkpoint.h"
 #include "cli.h"
-#include "files.h"
 #include "data.h"
 #include "eval.h"
 #include "frontend.h"
@@ -72,15 +71,6 @@ static int ends_with(const char *s, const char *suf) {
     return n >= m && !strcmp(s + n - m, suf);
 }
 
-/* Writes `len` bytes to path atomically (files.h: a failed write never leaves a
- * truncated output; /dev/stdout and the like are written in place); 0, or 2 after a
- * message. */
-static int write_atomic(const char *path, const char *buf, size_t len) {
-    if (!bp_write_atomic(path, buf, len)) return 0;
-    fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(errno));
-    return 2;
-}
-
 static int cmd_emit(args *a, int ptx) {
     if (a->npos != 1) return bad_usage("%s", "expected one MODEL.bp");
     if (!a->out) return bad_usage("%s", "missing -o OUT");
@@ -103,7 +93,7 @@ static int cmd_emit(args *a, int ptx) {
         return 2;
     }
     if (!ptx) {
-        rc = write_atomic(a->out, src, len);
+        rc = bp_cli_write(a->out, src, len);
     } else {
         char *code = NULL, *log = NULL;
         size_t n = 0;
@@ -113,7 +103,7 @@ static int cmd_emit(args *a, int ptx) {
             if (log && *log) fprintf(stderr, "%s\n", log);
             rc = 2;
         } else {
-            rc = write_atomic(a->out, code, n);
+            rc = bp_cli_write(a->out, code, n);
         }
         free(code);
         free(log);

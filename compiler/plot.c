@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "cli.h"
 #include "files.h"
 #include "safetensors.h"
 
@@ -324,13 +325,6 @@ static void write_svg(FILE *f, const series *s, int n, int mi, const char *title
 #undef PY
 }
 
-/* Writes buf to path atomically (files.h); 0, or 2 after a message. */
-static int write_atomic(const char *path, const char *buf, size_t len) {
-    if (!bp_write_atomic(path, buf, len)) return 0;
-    fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(errno));
-    return 2;
-}
-
 /* ---- gnuplot ------------------------------------------------------------------------- */
 
 /* The gnuplot to run ($BPC_GNUPLOT, else `gnuplot` on $PATH), or 0 when there is none. */
@@ -505,7 +499,7 @@ int bp_plot_runs(const char *const *runs, int n, const char *metric, const char 
             else {
                 write_svg(f, s, n, mi, title);
                 if (fclose(f)) { fprintf(stderr, "bpc: error: out of memory\n"); rc = 2; }
-                else rc = write_atomic(out, buf, len);
+                else rc = bp_cli_write(out, buf, len);
             }
             free(buf);
         }

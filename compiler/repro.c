@@ -329,8 +329,7 @@ static int write_results(const char *grid, cell *cells, char **names, int nm, ch
             getcwd(cwd, sizeof cwd) ? cwd : "?", cmd);
     if (fclose(f)) { free(buf); return -1; }
     snprintf(path, sizeof path, "%s/results.md", grid);
-    int bad = bp_write_atomic(path, buf, len) != 0; /* workers may race: unique temporaries */
-    if (bad) fprintf(stderr, "bpc: error: %s: write failed: %s\n", path, strerror(errno));
+    int bad = bp_cli_write(path, buf, len) != 0; /* workers may race: unique temporaries */
     free(buf);
     return bad ? -1 : 0;
 }

@@ -42,16 +42,6 @@ static void sha256_hex(const char *parts[], int n, char out[65]) {
     for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static int write_file(const char *path, const char *s, bp_err *e) {
-    FILE *f = fopen(path, "w");
-    if (!f) return bp_fail(e, "%s: cannot write: %s", path, strerror(errno));
-    size_t n = strlen(s);
-    int bad = fwrite(s, 1, n, f) != n;
-    bad |= fclose(f) != 0;
-    if (bad) { unlink(path); return bp_fail(e, "%s: write failed (disk full?)", path); }
-    return 0;
-}
-
 /* A cache entry is HASH.so plus HASH.so.sha256, the digest of the object written after
  * it was complete. An object whose digest does not match (truncated, overwritten) is
  * never loaded: dlopen of a damaged object can crash the process. */
@@ -113,7 +103,10 @@ void *bp_jit_c(const char *source, bp_err *e) {
     if (h) return h;
     unlink(so); /* missing, stale or damaged: rebuild it */
     unlink(sum);
-    if (write_file(src, source, e)) return NULL;
+    /* atomically: another process JIT-compiling the same model (two workers on one
+     * grid) may be compiling this very file */
+    if (bp_write_atomic(src, source, strlen(source)))
+        return bp_fail(e, "%s: cannot write: %s", src, strerror(errno)), NULL;
     snprintf(tmp, sizeof tmp, "%s/%s.so.%d.tmp", dir, hash, (int)getpid());
     snprintf(log, sizeof log, "%s/%s.log", dir, hash);
     /* argv: CC words (CC may be "gcc -O1", as make allows), FLAGS, BPC_CFLAGS, -o tmp src */

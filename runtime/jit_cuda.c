@@ -39,25 +39,6 @@ static int sha256_hex(const char *s, size_t n, char out[65]) {
     return 0;
 }
 
-/* The whole file plus a NUL byte, or NULL (a cache miss). */
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    struct stat st;
-    char *buf = NULL;
-    if (fstat(fileno(f), &st) == 0 && st.st_size > 0 && (buf = malloc((size_t)st.st_size + 1))) {
-        if (fread(buf, 1, (size_t)st.st_size, f) == (size_t)st.st_size) {
-            buf[st.st_size] = 0;
-            *len = (size_t)st.st_size;
-        } else {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 /* The first line of the log that mentions an error, else its first line. */
 static void first_error(const char *log, char *out, size_t len) {
     const char *s = log ? strstr(log, "error") : NULL;
@@ -121,13 +102,14 @@ int bp_nvrtc_compile(const char *source, const char *name, const char *arch, cha
     if (dir) {
         snprintf(path, sizeof path, "%s/%s.%s", dir, hash, cubin ? "cubin" : "ptx");
         size_t n = 0;
-        char *hit = read_all(path, &n);
-        if (hit) {
+        char *hit = NULL;
+        if (!bp_read_file(path, &hit, &n) && n > 0) {
             free(text);
             *image = hit;
             *image_len = n;
             return 0;
         }
+        free(hit); /* unreadable or empty: a miss */
     }
 
     int rc = -1;
