@@ -22,7 +22,7 @@ MODELS=${MODELS:-$(ls models/*.bp 2>/dev/null)}
 
 die() { echo "cuda_compile: $*" >&2; exit 1; }
 [ -x "$BPC" ] || die "no bpc at $BPC (set BPC=path/to/bpc)"
-[ -x "$PTXAS" ] || die "no ptxas at $PTXAS (set CUDA_HOME)"
+[ -x "$PTXAS" ] || die "no ptxas at $PTXAS: the tests compile every model's CUDA (no GPU needed); install NVIDIA's CUDA toolkit 12 or 13, or set CUDA_HOME to where it is"
 [ -n "$MODELS" ] || die "no models/*.bp to compile"
 
 if [ -n "${OUT:-}" ]; then
