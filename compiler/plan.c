@@ -316,10 +316,19 @@ static void lower_dense(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp
  * in training, moving averages (momentum 0.99) in evaluation, epsilon 1e-3. */
 #define BN_MOMENTUM 0.99
 #define BN_EPS 1e-3
-/* Batch statistics go through per-chunk partial sums when a row of channels fits in
- * a small stack array; BN_CHUNKS is fixed, so results never depend on threads. */
-#define BN_CHUNKS 32
-#define BN_MAX_CHUNKED_C 512
+/* Batch statistics go through partial sums over parts of each sample's rows: a part
+ * is a run of bn_part(HW) consecutive rows (pixels) of one sample, so the partials
+ * are per (sample, part, channel), one index each, and their number does not depend
+ * on threads. Neighbouring channels are neighbouring indices: contiguous loads for the
+ * CPU's SIMD loop over channels and coalesced loads for a GPU warp. */
+/* Rows per part: the smallest divisor of HW (pixels per sample) of at least 48, or HW
+ * when there is none. Long enough that the partials are a small fraction of the
+ * reads, short enough that a GPU gets thousands of indices. */
+static long bn_part(long HW) {
+    for (long m = 48; m < HW; m++)
+        if (HW % m == 0) return m;
+    return HW;
+}
 static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
                      bp_prog *ev, int need_dx, bp_prog *bw) {
     long C = L->out.c, S = out->S, HW = S / C, B = c->p->batch;
@@ -338,56 +347,56 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     long dg = alloc_f(c, C), db = alloc_f(c, C);
     char what[64];
     snprintf(what, sizeof what, "batchnorm@%d:%d forward", L->loc.line, L->loc.col);
-    int chunked = C <= BN_MAX_CHUNKED_C && !(c->flags & BP_PLAN_NO_CHUNKS);
-    long part = chunked ? alloc_f(c, BN_CHUNKS * C * 2) : 0;
+    int chunked = !(c->flags & BP_PLAN_NO_CHUNKS);
+    long M = bn_part(HW), P = HW / M; /* rows per part, parts per sample */
+    long part = chunked ? alloc_f(c, B * P * C * 2) : 0;
     int ks;
     if (chunked) {
-        /* Statistics in two kernels that read the batch row by row (contiguous):
-         * each of BN_CHUNKS chunks of rows gets its mean and sum of squared deviations
-         * (two passes, in double), then one channel per iteration combines the chunks
-         * in a fixed order (Chan et al.'s pairwise update), so no result depends on
-         * the thread count. */
-        run(c, tr, heavy(c, kernel(c, BN_CHUNKS, 0, "bn_partial",
-            "long n = (long)d.nb * %ldL, per = (n + %dL - 1) / %dL;\n"
-            "    long r0 = i * per, r1 = r0 + per < n ? r0 + per : n;\n"
-            "    double s[%ld], q[%ld];\n"
-            "    for (int ch = 0; ch < %ld; ch++) { s[ch] = 0.0; q[ch] = 0.0; }\n"
-            "    for (long r = r0; r < r1; r++)\n"
-            "        for (int ch = 0; ch < %ld; ch++) s[ch] += %s(A[%ldL + r * %ldL + ch]);\n"
-            "    double m = r1 > r0 ? (double)(r1 - r0) : 1.0;\n"
-            "    for (int ch = 0; ch < %ld; ch++) s[ch] /= m;\n"
-            "    for (long r = r0; r < r1; r++)\n"
-            "        for (int ch = 0; ch < %ld; ch++) {\n"
-            "            double t = %s(A[%ldL + r * %ldL + ch]) - s[ch];\n"
-            "            q[ch] += t * t;\n"
-            "        }\n"
-            "    for (int ch = 0; ch < %ld; ch++) {\n"
-            "        A[%ldL + (i * %ldL + ch) * 2] = (bp_real)s[ch];\n"
-            "        A[%ldL + (i * %ldL + ch) * 2 + 1] = (bp_real)q[ch];\n"
-            "    }",
-            HW, BN_CHUNKS, BN_CHUNKS, C, C, C, C, rl, in->act, C, C, C, rl, in->act, C, C, part,
-            C, part, C), B * S / BN_CHUNKS), what);
-        ks = kernel(c, C, 0, "bn_stats",
-            "long n = (long)d.nb * %ldL, per = (n + %dL - 1) / %dL;\n"
-            "    double na = 0.0, mu = 0.0, m2 = 0.0;\n"
-            "    for (long k = 0; k < %dL; k++) {\n"
-            "        long r0 = k * per, r1 = r0 + per < n ? r0 + per : n;\n"
-            "        if (r1 <= r0) continue;\n"
-            "        double nb_ = (double)(r1 - r0), nab = na + nb_;\n"
-            "        double delta = A[%ldL + (k * %ldL + i) * 2] - mu;\n"
-            "        mu += delta * nb_ / nab;\n"
-            "        m2 += A[%ldL + (k * %ldL + i) * 2 + 1] + delta * delta * na * nb_ / nab;\n"
-            "        na = nab;\n"
+        /* Statistics in two kernels: each (sample, part, channel) gets the mean of its M
+         * rows and their sum of squared deviations from it, from one pass of sums of x
+         * and x^2 in double: a float's square is exact in double, and with M of at most
+         * a few hundred the cancellation in sum(x^2) - sum(x)^2 / M costs about
+         * M * 1e-16 * mean^2 / variance, far below float precision for any data a float
+         * can tell apart. (One inner loop: the CPU's SIMD loop over channels needs it.)
+         * Then one channel per index combines the nb * P parts in order. All parts
+         * have M rows, so Chan et al.'s combination reduces to
+         *   mean = mean of the part means,
+         *   M2   = sum of the parts' M2 + M * sum of (part mean - mean)^2,
+         * with no division per part. A part's M2 may round to a hair below zero; the
+         * variance is clamped once, at the end. */
+        run(c, tr, per_channel(c, kernel(c, P * C, 1, "bn_partial",
+            "const long r0 = row * %ldL;\n"
+            "    double s = 0.0, q = 0.0;\n"
+            "    for (long r = r0; r < r0 + %ldL; r++) {\n"
+            "        double x = %s(A[%ldL + r * %ldL + ch]);\n"
+            "        s += x;\n"
+            "        q += x * x;\n"
             "    }\n"
-            "    double v = m2 / (double)n;\n"
+            "    q -= s * s / %ld.0;\n"
+            "    A[%ldL + i * 2] = (bp_real)(s / %ld.0);\n"
+            "    A[%ldL + i * 2 + 1] = (bp_real)q;",
+            M, M, rl, in->act, C, M, part, M, part), C), what);
+        ks = heavy(c, kernel(c, C, 0, "bn_stats",
+            "const long K = (long)d.nb * %ldL;\n"
+            "    double mu = 0.0, m2 = 0.0, dev = 0.0;\n"
+            "    for (long k = 0; k < K; k++) mu += A[%ldL + (k * %ldL + i) * 2];\n"
+            "    mu /= (double)K;\n"
+            "    for (long k = 0; k < K; k++) {\n"
+            "        double t = A[%ldL + (k * %ldL + i) * 2] - mu;\n"
+            "        dev += t * t;\n"
+            "        m2 += A[%ldL + (k * %ldL + i) * 2 + 1];\n"
+            "    }\n"
+            "    double v = (m2 + %ld.0 * dev) / ((double)K * %ld.0);\n"
+            "    if (v < 0.0) v = 0.0;\n"
             "    A[%ldL + i] = (bp_real)mu;\n"
             "    A[%ldL + i] = (bp_real)(1.0 / sqrt(v + %.17g));\n"
             "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * mu);\n"
             "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * v);",
-            HW, BN_CHUNKS, BN_CHUNKS, BN_CHUNKS, part, C, part, C, mean, inv, BN_EPS, MM,
-            BN_MOMENTUM, MM, 1 - BN_MOMENTUM, MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM);
+            P, part, C, part, C, part, C, M, M, mean, inv, BN_EPS, MM,
+            BN_MOMENTUM, MM, 1 - BN_MOMENTUM, MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM), B * P);
     } else {
-        /* very wide layers: two-pass statistics in double, one channel per iteration */
+        /* the plain path (the reference for the parts): two-pass statistics in
+         * double, one channel per index */
         ks = heavy(c, kernel(c, C, 0, "bn_stats",
         "long n = (long)d.nb * %ldL;\n"
         "    double s = 0.0, v = 0.0;\n"
@@ -427,33 +436,28 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
 
     snprintf(what, sizeof what, "batchnorm@%d:%d backward", L->loc.line, L->loc.col);
     if (chunked) {
-        /* sum(dy * xhat) and sum(dy) per channel: per chunk of rows, then in order */
-        run(c, bw, heavy(c, kernel(c, BN_CHUNKS, 0, "bn_reduce_partial",
-            "long n = (long)d.nb * %ldL, per = (n + %dL - 1) / %dL;\n"
-            "    long r0 = i * per, r1 = r0 + per < n ? r0 + per : n;\n"
-            "    double sg[%ld], sb[%ld];\n"
-            "    for (int ch = 0; ch < %ld; ch++) { sg[ch] = 0.0; sb[ch] = 0.0; }\n"
-            "    for (long r = r0; r < r1; r++)\n"
-            "        for (int ch = 0; ch < %ld; ch++) {\n"
-            "            double dy = A[%ldL + r * %ldL + ch];\n"
-            "            sg[ch] += dy * A[%ldL + r * %ldL + ch];\n"
-            "            sb[ch] += dy;\n"
-            "        }\n"
-            "    for (int ch = 0; ch < %ld; ch++) {\n"
-            "        A[%ldL + (i * %ldL + ch) * 2] = (bp_real)sg[ch];\n"
-            "        A[%ldL + (i * %ldL + ch) * 2 + 1] = (bp_real)sb[ch];\n"
-            "    }",
-            HW, BN_CHUNKS, BN_CHUNKS, C, C, C, C, out->fb, C, xhat, C, C, part, C, part, C),
-            B * S / BN_CHUNKS), what);
-        run(c, bw, kernel(c, C, 0, "bn_reduce",
-            "double sg = 0.0, sb = 0.0;\n"
-            "    for (long k = 0; k < %dL; k++) {\n"
+        /* sum(dy * xhat) and sum(dy) per channel: per part of rows, then in order */
+        run(c, bw, per_channel(c, kernel(c, P * C, 1, "bn_reduce_partial",
+            "const long r0 = row * %ldL;\n"
+            "    double sg = 0.0, sb = 0.0;\n"
+            "    for (long r = r0; r < r0 + %ldL; r++) {\n"
+            "        double dy = A[%ldL + r * %ldL + ch];\n"
+            "        sg += dy * A[%ldL + r * %ldL + ch];\n"
+            "        sb += dy;\n"
+            "    }\n"
+            "    A[%ldL + i * 2] = (bp_real)sg;\n"
+            "    A[%ldL + i * 2 + 1] = (bp_real)sb;",
+            M, M, out->fb, C, xhat, C, part, part), C), what);
+        run(c, bw, heavy(c, kernel(c, C, 0, "bn_reduce",
+            "const long K = (long)d.nb * %ldL;\n"
+            "    double sg = 0.0, sb = 0.0;\n"
+            "    for (long k = 0; k < K; k++) {\n"
             "        sg += A[%ldL + (k * %ldL + i) * 2];\n"
             "        sb += A[%ldL + (k * %ldL + i) * 2 + 1];\n"
             "    }\n"
             "    A[%ldL + i] = (bp_real)sg;\n"
             "    A[%ldL + i] = (bp_real)sb;",
-            BN_CHUNKS, part, C, part, C, dg, db), what);
+            P, part, C, part, C, dg, db), B * P), what);
     } else {
         run(c, bw, heavy(c, kernel(c, C, 0, "bn_reduce",
         "long n = (long)d.nb * %ldL;\n"
