@@ -15,7 +15,7 @@
 typedef void (*bp_kfn)(void *, int *, const unsigned char *, const bp_dyn *);
 
 /* BPC_PROFILE=1: wall time per operation of the train program, summed over the run
- * and printed to stderr when the model is closed (the slowest first). */
+ * and printed to stderr when the model is closed (bp_profile_print). */
 typedef struct { double *sec; } profile;
 
 typedef struct {
@@ -56,12 +56,10 @@ void bp_gemm_cpu64(const bp_gemm *g, double *arena, int nb, double lr) {
     GEMM_BODY(cblas_dgemm)
 }
 
-static void print_profile(bp_exec *x);
-
 static void cpu_close(bp_exec *x) {
     cpu *c = x->impl;
     if (!c) return;
-    if (c->prof.sec) print_profile(x);
+    if (c->prof.sec) bp_profile_print(x->plan, "wall time", c->prof.sec);
     free(c->prof.sec);
     if (c->so) dlclose(c->so);
     free(c->fn);
@@ -87,8 +85,7 @@ static int cpu_open(bp_exec *x, const char *source, bp_err *e) {
         return bp_fail(e, "out of memory: the model needs %.1f MiB of arenas",
                        (p->arena_floats * (double)x->real_size + p->arena_ints * 4.0) / 1048576.0);
     }
-    const char *pe = getenv("BPC_PROFILE");
-    if (pe && *pe && strcmp(pe, "0")) c->prof.sec = calloc((size_t)p->train.n + 1, sizeof(double));
+    if (bp_profile_wanted()) c->prof.sec = calloc((size_t)p->train.n + 1, sizeof(double));
     void (*lf)(void) = NULL;
     if (bp_linked_c(source, NULL, &lf, e) == 1) { /* a standalone trainer: no compiler */
         for (int i = 0; i < p->nkernels; i++) {
@@ -158,24 +155,6 @@ static int cpu_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
         if (prof) c->prof.sec[i] += now_s() - t0;
     }
     return 0;
-}
-
-static void print_profile(bp_exec *x) {
-    cpu *c = x->impl;
-    const bp_prog *g = &x->plan->train;
-    double total = 0;
-    for (int i = 0; i < g->n; i++) total += c->prof.sec[i];
-    if (total <= 0) return;
-    fprintf(stderr, "profile of the train program (BPC_PROFILE): %.3f s in all\n", total);
-    for (int shown = 0; shown < g->n && shown < 25; shown++) {
-        int best = -1;
-        for (int i = 0; i < g->n; i++)
-            if (c->prof.sec[i] >= 0 && (best < 0 || c->prof.sec[i] > c->prof.sec[best])) best = i;
-        const bp_op *o = &g->ops[best];
-        fprintf(stderr, "  %5.1f%%  %3d  %-24s %s\n", 100 * c->prof.sec[best] / total, best,
-                o->kind == BP_OP_KERNEL ? x->plan->kernels[o->kernel].name : "gemm", o->what);
-        c->prof.sec[best] = -1;
-    }
 }
 
 static int cpu_stage(bp_exec *x, const unsigned char *images, const int *labels, long n, bp_err *e) {

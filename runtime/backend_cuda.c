@@ -28,6 +28,10 @@
  *  - run() does not wait for the GPU; put/get synchronise the stream, so an error of
  *    an earlier kernel shows up there. BPC_CUDA_SYNC=1 (no graphs) waits after every
  *    operation and names the operation that failed.
+ *  - BPC_PROFILE=1 (no graphs): an event before each operation of the train program
+ *    and one after the last; each run waits for the last and adds the GPU time between
+ *    neighbouring events to its operation (bp_profile_print when the model closes).
+ *    An operation's figure includes any idle gap before the next one starts.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -80,6 +84,8 @@ typedef struct {
     cublasHandle_t blas;
     int sms;                    /* streaming multiprocessors, for the grid size */
     int sync_each;              /* BPC_CUDA_SYNC */
+    CUevent *ev;                /* BPC_PROFILE: train.n + 1 events, */
+    double *prof;               /* and seconds per operation of the train program */
     char gpu[128], arch[24];
     char about[224];            /* the device and the kernels, for bp_cuda_describe */
     char described[256];        /* about, and whether graphs are on */
@@ -175,6 +181,9 @@ static void cuda_close(bp_exec *x) {
         for (int i = 0; i < NGRAPH; i++)
             if (s->graphs[i].exec) bp_cu.cuGraphExecDestroy(s->graphs[i].exec);
         if (s->blas) bp_cublas.cublasDestroy(s->blas);
+        if (s->prof) bp_profile_print(x->plan, "GPU time from CUDA events, no graphs", s->prof);
+        for (int i = 0; s->ev && i <= x->plan->train.n; i++)
+            if (s->ev[i]) bp_cu.cuEventDestroy(s->ev[i]);
         if (s->dyn) bp_cu.cuMemFree(s->dyn);
         if (s->workspace) bp_cu.cuMemFree(s->workspace);
         if (s->A) bp_cu.cuMemFree(s->A);
@@ -188,6 +197,8 @@ static void cuda_close(bp_exec *x) {
         bp_cu.cuCtxSetCurrent(NULL);
         bp_cu.cuDevicePrimaryCtxRelease(s->dev);
     }
+    free(s->ev);
+    free(s->prof);
     free(s->fn);
     free(s);
     x->impl = NULL;
@@ -243,7 +254,15 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
     const char *sy = getenv("BPC_CUDA_SYNC");
     s->sync_each = sy && *sy && strcmp(sy, "0");
     const char *gr = getenv("BPC_CUDA_GRAPH");
-    s->graphs_off = s->sync_each || (gr && !strcmp(gr, "0"));
+    s->graphs_off = s->sync_each || (gr && !strcmp(gr, "0")) || bp_profile_wanted();
+    if (bp_profile_wanted()) {
+        int n = p->train.n + 1;
+        s->ev = calloc((size_t)n, sizeof *s->ev);
+        s->prof = calloc((size_t)n, sizeof *s->prof);
+        if (!s->ev || !s->prof) { bp_fail(e, "out of memory opening the CUDA target"); goto fail; }
+        for (int i = 0; i < n; i++)
+            if (BP_CU(e, bp_cu.cuEventCreate(&s->ev[i], CU_EVENT_DEFAULT))) goto fail;
+    }
 
     if (build_module(s, p, source, major * 10 + minor, e)) goto fail;
     if (p->nkernels > 0 && !(s->fn = calloc((size_t)p->nkernels, sizeof *s->fn))) {
@@ -360,11 +379,13 @@ static int set_dyn(cuda *s, const bp_dyn *d, bp_err *e) {
     return 0;
 }
 
-/* Queues the operations of a program on the stream, one by one. */
-static int enqueue(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dyn *d, bp_err *e) {
+/* Queues the operations of a program on the stream, one by one; with `ev`, records
+ * ev[i] before operation i and ev[g->n] after the last. */
+static int enqueue(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dyn *d, CUevent *ev, bp_err *e) {
     for (int i = 0; i < g->n; i++) {
         const bp_op *o = &g->ops[i];
-        int rc = o->kind == BP_OP_KERNEL ? launch(s, p, o->kernel, d, e) : gemm(s, &o->g, d, e);
+        int rc = ev ? BP_CU(e, bp_cu.cuEventRecord(ev[i], s->stream)) : 0;
+        if (!rc) rc = o->kind == BP_OP_KERNEL ? launch(s, p, o->kernel, d, e) : gemm(s, &o->g, d, e);
         if (!rc && s->sync_each) rc = BP_CU(e, bp_cu.cuStreamSynchronize(s->stream));
         if (rc) {
             char m[sizeof e->msg];
@@ -373,6 +394,17 @@ static int enqueue(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dyn *d,
                          ? p->kernels[o->kernel].name : "gemm", o->what, e->msg);
             return bp_fail(e, "%s", m);
         }
+    }
+    return ev ? BP_CU(e, bp_cu.cuEventRecord(ev[g->n], s->stream)) : 0;
+}
+
+/* BPC_PROFILE: waits for the run just queued and adds each operation's GPU time. */
+static int add_profile(cuda *s, const bp_prog *g, bp_err *e) {
+    if (BP_CU(e, bp_cu.cuEventSynchronize(s->ev[g->n]))) return -1;
+    for (int i = 0; i < g->n; i++) {
+        float ms = 0;
+        if (BP_CU(e, bp_cu.cuEventElapsedTime(&ms, s->ev[i], s->ev[i + 1]))) return -1;
+        s->prof[i] += 1e-3 * ms;
     }
     return 0;
 }
@@ -402,7 +434,7 @@ static graph *graph_for(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dy
     int rc = BP_CU(&ce, bp_cu.cuStreamBeginCapture(s->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
     if (!rc) {
         bp_err end;
-        rc = enqueue(s, p, g, d, &ce);
+        rc = enqueue(s, p, g, d, NULL, &ce);
         /* always end the capture, so the stream leaves capture mode */
         if (BP_CU(rc ? &end : &ce, bp_cu.cuStreamEndCapture(s->stream, &cg))) rc = -1;
     }
@@ -426,7 +458,9 @@ static int cuda_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
     if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx)) || set_dyn(s, d, e)) return -1;
     s->runs++;
     graph *gr = s->graphs_off || g->n == 0 ? NULL : graph_for(s, p, g, d);
-    if (!gr) return enqueue(s, p, g, d, e);
+    if (!gr && s->prof && g == &p->train)
+        return enqueue(s, p, g, d, s->ev, e) || add_profile(s, g, e) ? -1 : 0;
+    if (!gr) return enqueue(s, p, g, d, NULL, e);
     return BP_CU(e, bp_cu.cuGraphLaunch(gr->exec, s->stream));
 }
 

@@ -35,7 +35,9 @@
     X(cuMemAlloc) X(cuMemFree) X(cuMemsetD8Async) X(cuMemsetD32Async)                    \
     X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync)                                            \
     X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate) X(cuGraphLaunch) \
-    X(cuGraphDestroy) X(cuGraphExecDestroy)
+    X(cuGraphDestroy) X(cuGraphExecDestroy)                                               \
+    X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize) X(cuEventElapsedTime)        \
+    X(cuEventDestroy)
 
 #define BP_NVRTC_FUNCS(X)                                                                \
     X(nvrtcGetErrorString) X(nvrtcVersion) X(nvrtcGetNumSupportedArchs)                  \

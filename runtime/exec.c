@@ -46,6 +46,28 @@ int bp_exec_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
     return x->be->run(x, g, d, e);
 }
 
+int bp_profile_wanted(void) {
+    const char *pe = getenv("BPC_PROFILE");
+    return pe && *pe && strcmp(pe, "0");
+}
+
+void bp_profile_print(const bp_plan *p, const char *how, double *sec) {
+    const bp_prog *g = &p->train;
+    double total = 0;
+    for (int i = 0; i < g->n; i++) total += sec[i];
+    if (total <= 0) return;
+    fprintf(stderr, "profile of the train program (BPC_PROFILE, %s): %.3f s in all\n", how, total);
+    for (int shown = 0; shown < g->n && shown < 25; shown++) {
+        int best = -1;
+        for (int i = 0; i < g->n; i++)
+            if (sec[i] >= 0 && (best < 0 || sec[i] > sec[best])) best = i;
+        const bp_op *o = &g->ops[best];
+        fprintf(stderr, "  %5.1f%%  %3d  %-24s %s\n", 100 * sec[best] / total, best,
+                o->kind == BP_OP_KERNEL ? p->kernels[o->kernel].name : "gemm", o->what);
+        sec[best] = -1;
+    }
+}
+
 /* normal(0, std) for element j of tensor ti: Box-Muller on a pair of Philox words.
  * Pair q = j/2 uses words 2*(q mod 2^31) and +1 of the stream with step q >> 31, so
  * tensors beyond 2^32 elements never repeat. */

@@ -81,6 +81,15 @@ int bp_exec_get_f32(bp_exec *x, long off, float *dst, long n, bp_err *e);
 /* Runs a program (x->plan->train or ->eval). */
 int bp_exec_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e);
 
+/* BPC_PROFILE (set and not "0"): each target then sums the time of every operation of
+ * the train program over the run (CPU: wall clock; CUDA: events around each operation,
+ * no graphs) and prints the table when the model is closed. bp_profile_wanted says
+ * whether it is set. bp_profile_print writes to stderr the 25 slowest operations of
+ * the train program, `sec` holding seconds per operation (plan->train.n of them), as
+ * percentages of their sum, with the kernel name and the layer; it overwrites sec. */
+int bp_profile_wanted(void);
+void bp_profile_print(const bp_plan *p, const char *how, double *sec);
+
 /* The row-major GEMM of a plan step on host memory, through CBLAS: what the CPU
  * backend runs, exposed for tests. `arena` is the float arena base. */
 void bp_gemm_cpu(const bp_gemm *g, float *arena, int nb, float lr);
