@@ -1,25 +1,47 @@
 #!/bin/sh
 # tests/gpu/check.sh: the one script to run on a machine with an NVIDIA GPU.
-# Uses the build folder made elsewhere (`make build/bpc build/gpu_compare`, carried
-# along; the GPU machine need not have flex, bison or a network) or builds it when
-# make and the libraries are there. For every model it trains STEPS steps on the CUDA
-# target and on the CPU target from the same seed and prints the largest relative
-# difference of the losses and the weights, and the time per step of each target;
-# the CUDA steps run as captured graphs, and again one operation at a time
-# (BPC_CUDA_GRAPH=0), which must give the same numbers (GRAPH lines; fails otherwise).
-# Then it compiles each model for the GPU's own architecture, times the CUDA step of
-# the MNIST and CIFAR nets against the same model and rule in eager PyTorch on the GPU
-# (bench/run.py --target cuda: interleaved, ratios; results in $OUT/bench_cuda.json),
-# and trains one real epoch of cifar10_deep and of mnist_loccon on synthetic data of
-# their shape with `bpc train --target cuda`, which prints the seconds per epoch.
-# Finishes within about 8 minutes on an H200 with the defaults.
-# Env: BUILD (build), STEPS (200), PYTHON (python3; needs torch with CUDA for the
-# PyTorch timings), OUT (where the JSON goes; default /tmp).
+# Uses the build folder made elsewhere (`make build/bpc build/gpu_compare
+# build/bench_step`, carried along; the GPU machine need not have flex, bison or a
+# network) or builds it when make and the libraries are there. In order:
+#  1. CUDA against CPU (build/gpu_compare), same seed, same batches: every MODEL:RULE
+#     trains STEPS steps (DEEP_STEPS for the deep nets) with each step starting from
+#     the CPU's state (--sync): the loss must agree, and each tensor after the step
+#     must be as close to the same step done in double precision as the CPU's float
+#     step is (SYNC lines; see compare.c); then, unless FREE=0, the nets that are not
+#     deep run FREE_STEPS steps freely, which shows how far the two trajectories drift
+#     apart (RESULT lines; no pass or fail: a near-tie in Q flips an action and the
+#     runs part). In both, the CUDA steps run as captured graphs and again one
+#     operation at a time (BPC_CUDA_GRAPH=0), which must give the same numbers
+#     (GRAPH lines).
+#  2. Each model compiled for the GPU's own architecture (bpc ptx --arch sm_XY).
+#  3. The CUDA step of the MNIST nets and cifar10_deep against the same model and rule
+#     in eager PyTorch on the GPU (bench/run.py --target cuda: interleaved, ratios;
+#     results in $OUT/bench_cuda.json).
+#  4. One real epoch of cifar10_deep, mnist_loccon and mnist_conv on synthetic data of
+#     their shape with `bpc train --target cuda` (seconds per epoch).
+#  5. A GPU profile of the training step of mnist_conv, mnist_loccon and cifar10_deep
+#     (BPC_PROFILE: CUDA events around each operation).
+# Stops at once when the first model cannot run on the GPU at all (exit 2 from
+# gpu_compare: no device, a kernel that does not compile, a crash), since every later
+# model would fail the same way and the machine's time is short.
+# On an H200 (2026-11-30) part 1 took about 3 minutes (in an earlier form: 200 steps
+# each, no double-precision step), part 2 half a minute, part 3 two and a half, parts
+# 4 and 5 half a minute together.
+# Env: BUILD (build), STEPS (100), DEEP_STEPS (20), FREE_STEPS (300), PYTHON (python3;
+# needs torch with CUDA for the PyTorch timings), OUT (where the JSON goes; default
+# /tmp), LOGS (where each step's log goes; default /tmp), MODELS (the MODEL:RULE list
+# to compare; default below), PARTS (the parts to run; default "1 2 3 4 5"), FREE (0:
+# no free runs).
 set -u
 BUILD=${BUILD:-build}
-STEPS=${STEPS:-200}
+STEPS=${STEPS:-100}
+DEEP_STEPS=${DEEP_STEPS:-20}
+FREE_STEPS=${FREE_STEPS:-300}
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-/tmp}
+LOGS=${LOGS:-/tmp}
+MODELS=${MODELS:-"mnist_dense:brainprop mnist_dense:ebp mnist_conv:brainprop mnist_conv:ebp
+    mnist_loccon:brainprop cifar10_conv:brainprop cifar10_deep:brainprop cifar10_deep:ebp"}
 cd "$(dirname "$0")/../.."
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || { echo "no GPU here"; exit 2; }
 if [ ! -x "$BUILD/gpu_compare" ] || [ ! -x "$BUILD/bench_step" ]; then
@@ -27,28 +49,56 @@ if [ ! -x "$BUILD/gpu_compare" ] || [ ! -x "$BUILD/bench_step" ]; then
 fi
 missing=$(ldd "$BUILD/gpu_compare" "$BUILD/bench_step" | grep 'not found')
 [ -z "$missing" ] || { echo "libraries missing on this machine:"; echo "$missing"; exit 2; }
+PARTS=${PARTS:-1 2 3 4 5}
+want() { case " $PARTS " in *" $1 "*) echo "== $(date +%T) part $1";; *) return 1;; esac; }
+mkdir -p "$LOGS"
 fail=0
-for spec in mnist_dense:brainprop mnist_dense:ebp mnist_conv:brainprop mnist_conv:ebp \
-            mnist_loccon:brainprop cifar10_conv:brainprop cifar10_deep:brainprop cifar10_deep:ebp; do
+first=1
+# compare MODEL RULE MODE STEPS: one gpu_compare run; MODE is --sync or free
+compare() {
+    log="$LOGS/gpu_$1_$2_${3#--}.log"
+    t0=$(date +%s)
+    if [ "$3" = --sync ]; then timeout 150 "$BUILD/gpu_compare" "models/$1.bp" "$2" "$4" --sync > "$log" 2>&1
+    else timeout 150 "$BUILD/gpu_compare" "models/$1.bp" "$2" "$4" > "$log" 2>&1; fi
+    rc=$?
+    echo "-- $1 $2 $3: $(($(date +%s) - t0)) s"
+    grep -E '^RESULT|^GRAPH|^SYNC|error|warning|unavailable' "$log" || tail -n 5 "$log"
+    if [ $rc -ne 0 ]; then
+        fail=1
+        echo "FAIL gpu_compare $1 $2 $3 (exit $rc)"
+        tail -n 20 "$log"
+        [ $first = 1 ] && [ $rc -ne 1 ] && { echo "FAIL the first model cannot run on the GPU: stopping"; exit 2; }
+    fi
+    first=0
+}
+want 1 && for spec in $MODELS; do
     m=${spec%%:*}; r=${spec#*:}
-    timeout 120 "$BUILD/gpu_compare" "models/$m.bp" "$r" "$STEPS" > "/tmp/gpu_${m}_${r}.log" 2>&1 || fail=1
-    grep -E '^RESULT|^GRAPH|error|warning|unavailable' "/tmp/gpu_${m}_${r}.log" || tail -n 5 "/tmp/gpu_${m}_${r}.log"
+    case $m in
+    *deep*) compare "$m" "$r" --sync "$DEEP_STEPS" ;;
+    *) compare "$m" "$r" --sync "$STEPS"; [ "${FREE:-1}" = 0 ] || compare "$m" "$r" free "$FREE_STEPS" ;;
+    esac
 done
-for m in models/*.bp; do
-    "$BUILD/bpc" ptx "$m" -o /tmp/gpu_check.ptx --arch "sm_$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)" \
-        > /dev/null 2>&1 && echo "ok   sm compile $m" || { echo "FAIL sm compile $m"; fail=1; }
+arch="sm_$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)"
+want 2 && for m in models/*.bp; do
+    "$BUILD/bpc" ptx "$m" -o /tmp/gpu_check.ptx --arch "$arch" \
+        > /dev/null 2>&1 && echo "ok   $arch compile $m" || { echo "FAIL $arch compile $m"; fail=1; }
 done
-echo "== CUDA step against eager PyTorch on the GPU"
-if "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+if ! want 3; then :
+elif "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     timeout 240 "$PYTHON" bench/run.py --bench-step "$BUILD/bench_step" --python "$PYTHON" --target cuda \
         --models mnist_dense,mnist_conv,mnist_loccon,cifar10_deep --out "$OUT/bench_cuda.json" || fail=1
 else
     echo "FAIL $PYTHON has no torch with CUDA here: no PyTorch timings"; fail=1
 fi
-echo "== one real epoch on the GPU (synthetic data of the model's shape)"
-for m in cifar10_deep mnist_loccon mnist_conv; do
+want 4 && for m in cifar10_deep mnist_loccon mnist_conv; do
     timeout 90 "$BUILD/bpc" train "models/$m.bp" --data synthetic --target cuda --epochs 1 \
-        --test-limit 1000 --no-progress > "/tmp/gpu_epoch_$m.log" 2>&1 || fail=1
-    grep -E '^epoch|error' "/tmp/gpu_epoch_$m.log" | sed "s|^|$m: |"
+        --test-limit 1000 --no-progress > "$LOGS/gpu_epoch_$m.log" 2>&1 || fail=1
+    grep -E '^epoch|^cuda|error' "$LOGS/gpu_epoch_$m.log" | sed "s|^|$m: |"
 done
+want 5 && for m in mnist_conv mnist_loccon cifar10_deep; do
+    BPC_PROFILE=1 timeout 60 "$BUILD/bench_step" "models/$m.bp" brainprop --target cuda --steps 30 \
+        --warmup 3 --no-cold 2> "$LOGS/gpu_profile_$m.log" > /dev/null || fail=1
+    echo "$m:"; grep -A 12 '^profile' "$LOGS/gpu_profile_$m.log"
+done
+echo "== $(date +%T) done"
 exit $fail

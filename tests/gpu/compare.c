@@ -1,6 +1,6 @@
 /* compare.c: the CUDA target against the CPU target, step by step, under one seed.
  *
- *   gpu_compare MODEL.bp RULE STEPS [BATCH]
+ *   gpu_compare MODEL.bp RULE STEPS [BATCH] [--sync]
  *
  * Opens the model on both targets, initialises both from the same seed (the weights
  * are drawn on the host, so they start bit-identical), feeds both the same synthetic
@@ -13,6 +13,28 @@
  * A third instance runs the same steps on the GPU with BPC_CUDA_GRAPH=0, each operation
  * launched on its own: the graph replay must give the same losses and weights (to
  * 1e-5 relative; exit 1 otherwise), and the two step times show what graphs save.
+ *
+ * Left to run freely, the two targets drift apart: float sums in another order change
+ * a Q-value in its last bits, a near-tie then picks another action, and from there the
+ * trajectories differ (the free run's figures measure that chaos, not an error). With
+ * --sync every step starts from the CPU's state: before each step all tensors (weights,
+ * batch-norm moving statistics) are copied from the CPU instance to both GPU instances
+ * and to a fourth, double-precision CPU instance (CPU64), so each step's difference is
+ * that step's alone, and the double step is the exact answer to hold the float steps
+ * against. Some updates are ill-conditioned sums: a batch-norm beta's gradient is the
+ * sum of a feedback that the next batch norm made nearly zero-mean, and the first
+ * conv's weight gradient sums that feedback times pixels of mean far from zero. Their
+ * float result is set by rounding: one float order of summation can land 1e-2 from the
+ * exact step where another lands 1e-6 (the same CPU code did both, on two machines). So
+ * a fifth instance, CPU float, runs each step from the CPU's state with every value
+ * moved by one ulp (up or down, at random): how far that moves a tensor's result is
+ * its float noise, what rounding alone can do to it. Per tensor, over the steps:
+ *   err = max |float - double| / max |double|,   noise = max |moved - cpu| / max |cpu|;
+ * the GPU's err must be at most SYNC_FACTOR x max(the CPU's err, noise) + SYNC_FLOOR,
+ * and the loss must agree with the CPU's to SYNC_FLOOR. Steps where an action differs
+ * between any two instances are counted and left out (one flipped trial changes its
+ * update entirely), and may be at most a tenth of the steps. Else exit 1 (SYNC line;
+ * the "sync" lines give every tensor's figures).
  * Needs a GPU; exits 2 with the reason when the CUDA target is unavailable. */
 #include <math.h>
 #include <stdio.h>
@@ -25,6 +47,14 @@
 #include "philox.h"
 #include "plan.h"
 #include "tune.h"
+
+/* --sync: the GPU's error against the double step may be this many times the CPU's
+ * error or the float noise, whichever is larger (a one-ulp nudge of the state is the
+ * least that rounding does; another order of summation in every sum does more, and a
+ * ReLU or max-pool near a tie may take the other branch), */
+#define SYNC_FACTOR 10.0
+/* plus this (relative to the tensor's largest value: a few float ulps). */
+#define SYNC_FLOOR 1e-5
 
 static double now(void) {
     struct timespec t;
@@ -57,7 +87,9 @@ static double max_rel(const float *got, const float *ref, long n) {
 
 int main(int argc, char **argv) {
     bp_tune_process(argv);
-    if (argc < 4) { fprintf(stderr, "usage: gpu_compare MODEL.bp brainprop|ebp STEPS [BATCH]\n"); return 2; }
+    int sync = argc > 4 && !strcmp(argv[argc - 1], "--sync");
+    if (sync) argc--;
+    if (argc < 4) { fprintf(stderr, "usage: gpu_compare MODEL.bp brainprop|ebp STEPS [BATCH] [--sync]\n"); return 2; }
     int nerr = 0, io = 0;
     bp_ir *ir = bp_frontend_file(argv[1], stderr, &nerr, &io);
     if (!ir) return 1;
@@ -66,7 +98,7 @@ int main(int argc, char **argv) {
     bp_plan *p = bp_plan_build(ir, rule, batch);
     if (!p) die("out of memory", NULL);
     bp_err e;
-    bp_exec cpu, gpu, eager;
+    bp_exec cpu, gpu, eager, ref = {0}, moved = {0};
     /* read when a CUDA exec opens: graphs on for gpu, off for eager */
     unsetenv("BPC_CUDA_SYNC");
     unsetenv("BPC_CUDA_GRAPH");
@@ -75,27 +107,50 @@ int main(int argc, char **argv) {
     if (bp_exec_open(&eager, p, BP_TARGET_CUDA, &e)) die("CUDA target without graphs", &e);
     printf("gpu: %s\n", bp_cuda_describe(&gpu));
     if (bp_exec_open(&cpu, p, BP_TARGET_CPU, &e)) die("CPU target", &e);
+    if (sync && bp_exec_open(&ref, p, BP_TARGET_CPU64, &e)) die("double-precision CPU target", &e);
+    if (sync && bp_exec_open(&moved, p, BP_TARGET_CPU, &e)) die("CPU target", &e);
     unsigned long long seed = ir->train.seed;
     if (bp_exec_init_params(&cpu, seed, &e) || bp_exec_init_params(&gpu, seed, &e) ||
-        bp_exec_init_params(&eager, seed, &e))
+        bp_exec_init_params(&eager, seed, &e) || (sync && bp_exec_init_params(&ref, seed, &e)))
         die("init", &e);
+    int ninst = sync ? 5 : 3, nt = p->ntensors;
+    /* --sync: per tensor, the worst error against the double step, GPU and CPU, and
+     * the float noise */
+    double *egpu = calloc((size_t)nt + 1, sizeof *egpu), *ecpu = calloc((size_t)nt + 1, sizeof *ecpu),
+           *noise = calloc((size_t)nt + 1, sizeof *noise);
+    if (!egpu || !ecpu || !noise) die("out of memory", NULL);
     int nb = p->batch;
     long xb = (long)nb * p->x_bytes;
     unsigned char *xs = malloc((size_t)xb);
     int *labels = malloc(sizeof *labels * (size_t)nb), *ac = malloc(sizeof *ac * (size_t)nb),
-        *ag = malloc(sizeof *ag * (size_t)nb);
-    if (!xs || !labels || !ac || !ag) die("out of memory", NULL);
+        *ag = malloc(sizeof *ag * (size_t)nb), *ar = malloc(sizeof *ar * (size_t)nb),
+        *am = malloc(sizeof *am * (size_t)nb);
+    if (!xs || !labels || !ac || !ag || !ar || !am) die("out of memory", NULL);
     double t_cpu = 0, t_gpu = 0, t_eager = 0, worst_loss = 0, graph_loss = 0;
-    long flips = 0;
+    double sync_loss = 0, sync_w = 0; /* --sync: the worst step without a flipped action */
+    long flips = 0, flipped_steps = 0;
     for (int s = 0; s <= steps; s++) {
+        if (sync && s > 0)
+            for (int i = 0; i < nt; i++) {
+                const bp_tensor *t = &p->tensors[i];
+                float *v = get_all(&cpu, t);
+                if (bp_exec_put_f32(&gpu, t->off, v, t->size, &e) || bp_exec_put_f32(&eager, t->off, v, t->size, &e) ||
+                    bp_exec_put_f32(&ref, t->off, v, t->size, &e))
+                    die("copying the CPU's state", &e);
+                for (long j = 0; j < t->size; j++) /* one ulp, up or down */
+                    v[j] = nextafterf(v[j], bp_rand_u32(seed, (unsigned)s, (unsigned)i, 97u, (unsigned)j) & 1
+                                                ? INFINITY : -INFINITY);
+                if (bp_exec_put_f32(&moved, t->off, v, t->size, &e)) die("copying the CPU's state", &e);
+                free(v);
+            }
         for (long i = 0; i < xb; i++) xs[i] = (unsigned char)bp_rand_u32(seed, (unsigned)s, 0, 99u, (unsigned)i);
         for (int b = 0; b < nb; b++) labels[b] = (int)(bp_rand_u32(seed, (unsigned)s, (unsigned)b, 98u, 0) % (unsigned)p->classes);
-        float zero[BP_NSTATS] = {0}, lc[BP_NSTATS], lg[BP_NSTATS], le[BP_NSTATS];
+        float zero[BP_NSTATS] = {0}, lc[BP_NSTATS], lg[BP_NSTATS], le[BP_NSTATS], lr[BP_NSTATS], lm[BP_NSTATS];
         bp_dyn d = {.lr = ir->train.lr, .nb = nb, .step = (unsigned)s, .seed = seed};
-        bp_exec *xv[3] = {&cpu, &gpu, &eager};
-        double *tv[3] = {&t_cpu, &t_gpu, &t_eager};
-        float *lv[3] = {lc, lg, le};
-        for (int k = 0; k < 3; k++) {
+        bp_exec *xv[5] = {&cpu, &gpu, &eager, &ref, &moved};
+        double t_other = 0, *tv[5] = {&t_cpu, &t_gpu, &t_eager, &t_other, &t_other};
+        float *lv[5] = {lc, lg, le, lr, lm};
+        for (int k = 0; k < ninst; k++) {
             bp_exec *x = xv[k];
             if (x->be->put(x, BP_ARENA_X, 0, xs, xb, &e) || x->be->put(x, BP_ARENA_I, p->labels, labels, nb, &e) ||
                 bp_exec_put_f32(x, p->stats, zero, BP_NSTATS, &e)) die("feeding a batch", &e);
@@ -106,9 +161,32 @@ int main(int argc, char **argv) {
         }
         if (cpu.be->get(&cpu, BP_ARENA_I, p->actions, ac, nb, &e) || gpu.be->get(&gpu, BP_ARENA_I, p->actions, ag, nb, &e))
             die("reading the actions", &e);
-        for (int b = 0; b < nb; b++) flips += ac[b] != ag[b];
+        if (sync && (ref.be->get(&ref, BP_ARENA_I, p->actions, ar, nb, &e) ||
+                     moved.be->get(&moved, BP_ARENA_I, p->actions, am, nb, &e)))
+            die("reading the actions", &e);
+        long step_flips = 0;
+        for (int b = 0; b < nb; b++) step_flips += ac[b] != ag[b] || (sync && (ac[b] != ar[b] || ac[b] != am[b]));
+        flips += step_flips;
+        flipped_steps += step_flips > 0;
         double rel = fabs(lg[BP_STAT_LOSS] - lc[BP_STAT_LOSS]) / (1e-6 + fabs(lc[BP_STAT_LOSS]));
         if (isnan(rel) || rel > worst_loss) worst_loss = rel;
+        if (sync && !step_flips) {
+            if (isnan(rel) || rel > sync_loss) sync_loss = rel;
+            for (int i = 0; i < nt; i++) {
+                const bp_tensor *t = &p->tensors[i];
+                float *a = get_all(&cpu, t), *b = get_all(&gpu, t), *r = get_all(&ref, t), *m = get_all(&moved, t);
+                double w = max_rel(b, a, t->size), eg = max_rel(b, r, t->size), ec = max_rel(a, r, t->size),
+                       en = max_rel(m, a, t->size);
+                if (isnan(w) || w > sync_w) sync_w = w;
+                if (isnan(eg) || eg > egpu[i]) egpu[i] = eg;
+                if (isnan(ec) || ec > ecpu[i]) ecpu[i] = ec;
+                if (isnan(en) || en > noise[i]) noise[i] = en;
+                free(a);
+                free(b);
+                free(r);
+                free(m);
+            }
+        }
         double grel = fabs(lg[BP_STAT_LOSS] - le[BP_STAT_LOSS]) / (1e-6 + fabs(le[BP_STAT_LOSS]));
         if (isnan(grel) || grel > graph_loss) graph_loss = grel;
         printf("step %3d  loss cpu %.7g  gpu %.7g  rel %.2e\n", s, lc[BP_STAT_LOSS] / nb, lg[BP_STAT_LOSS] / nb, rel);
@@ -125,9 +203,9 @@ int main(int argc, char **argv) {
         free(b);
         free(c);
     }
-    printf("RESULT %s %s steps %d batch %d: max rel diff loss %.2e, weights %.2e; actions differing %ld of %ld; "
+    printf("RESULT %s %s %s steps %d batch %d: max rel diff loss %.2e, weights %.2e; actions differing %ld of %ld; "
            "ms/step cpu %.2f gpu %.3f (cpu/gpu %.1fx)\n",
-           ir->name, argv[2], steps, nb, worst_loss, worst_w, flips, (long)(steps + 1) * nb,
+           ir->name, argv[2], sync ? "synced" : "free", steps, nb, worst_loss, worst_w, flips, (long)(steps + 1) * nb,
            1e3 * t_cpu / (steps ? steps : 1), 1e3 * t_gpu / (steps ? steps : 1), t_cpu / (t_gpu > 0 ? t_gpu : 1e-9));
     /* !(x <= tol) so that a NaN fails; graphs must have stayed on for the comparison
      * to mean anything (a failed capture falls back to one by one, with a warning) */
@@ -137,11 +215,36 @@ int main(int argc, char **argv) {
            !graphs ? "NO GRAPHS (capture failed)" : graph_ok ? "same" : "DIFFERENT", graph_loss, graph_w,
            1e3 * t_gpu / (steps ? steps : 1), 1e3 * t_eager / (steps ? steps : 1),
            t_eager / (t_gpu > 0 ? t_gpu : 1e-9));
+    /* The tensor named is the one whose GPU error uses most of its allowance; a ratio
+     * above 1 fails, and so does a NaN (!(x <= 1)). */
+    int sync_ok = sync_loss <= SYNC_FLOOR && flipped_steps <= (steps + 1) / 10, worst = -1;
+    double worst_ratio = -1;
+    for (int i = 0; sync && i < nt; i++) {
+        double base = ecpu[i] > noise[i] ? ecpu[i] : noise[i], ratio = egpu[i] / (SYNC_FACTOR * base + SYNC_FLOOR);
+        printf("sync %-22s against the double step: gpu %.2e cpu %.2e; float noise %.2e\n", p->tensors[i].name,
+               egpu[i], ecpu[i], noise[i]);
+        if (isnan(ratio)) ratio = INFINITY;
+        if (ratio > worst_ratio) { worst_ratio = ratio; worst = i; }
+    }
+    sync_ok &= worst_ratio <= 1;
+    if (sync && worst >= 0)
+        printf("SYNC %s %s: %s: each step from the CPU's state; loss within %.2e; tensors: GPU against CPU "
+               "%.2e; against the double-precision step, %s: GPU %.2e, CPU %.2e, float noise %.2e (allowed: %.0f x "
+               "the larger + %.0e); %ld of %d steps had an action differ (left out)\n", ir->name, argv[2],
+               sync_ok ? "as exact as the CPU" : "LESS EXACT THAN THE CPU", sync_loss, sync_w,
+               p->tensors[worst].name, egpu[worst], ecpu[worst], noise[worst], SYNC_FACTOR, SYNC_FLOOR,
+               flipped_steps, steps + 1);
+    if (!sync) sync_ok = 1;
     bp_exec_close(&cpu);
     bp_exec_close(&gpu);
     bp_exec_close(&eager);
+    if (sync) bp_exec_close(&ref);
+    if (sync) bp_exec_close(&moved);
+    free(egpu);
+    free(ecpu);
+    free(noise);
     bp_plan_free(p);
     bp_ir_free(ir);
-    free(xs); free(labels); free(ac); free(ag);
-    return graph_ok ? 0 : 1;
+    free(xs); free(labels); free(ac); free(ag); free(ar); free(am);
+    return graph_ok && sync_ok ? 0 : 1;
 }
