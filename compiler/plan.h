@@ -125,7 +125,7 @@ bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch);
 /* The same with the faster paths switched off, to test them against the plain ones:
  * BP_PLAN_PLAIN lowers every ReLU as its own kernel (no fusion into the batch norm
  * that follows) and computes batch-norm statistics one channel per iteration (no
- * chunked partial sums). */
+ * partial sums per part of the rows). */
 enum { BP_PLAN_NO_FUSE = 1, BP_PLAN_NO_CHUNKS = 2, BP_PLAN_PLAIN = 3 };
 bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags);
 void bp_plan_free(bp_plan *p);

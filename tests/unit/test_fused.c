@@ -1,7 +1,8 @@
 /* test_fused.c: every faster path of the code generator gives the results of the
  * plain path, to 1e-5 relative, under the same seed. The fast paths are the ReLU
  * fused into the batch norm that follows it and the batch-norm statistics and
- * reductions through per-chunk partial sums; BP_PLAN_PLAIN switches both off.
+ * reductions through partial sums per (sample, part of its rows, channel);
+ * BP_PLAN_PLAIN switches both off.
  * Training steps of real paper models, both rules, on the CPU target (float):
  * every parameter and batch-norm state tensor, and the loss, must agree. */
 #include <setjmp.h>
