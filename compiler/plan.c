@@ -184,10 +184,25 @@ static void relu_gate(cg *c, long act, long fb, long S, bp_prog *tr, const char 
 }
 
 /* im2col for conv and loccon: cols[b, p, q], p = oh*Wo+ow, q = (kh*K + kw)*Cin + c,
- * zero where the window overhangs the (TF 'same') padding. One iteration fills one
- * kernel row (fixed b, p, kh): K*Cin values, contiguous in both arrays. */
+ * zero where the window overhangs the (TF 'same') padding. With many input channels
+ * one index is one value, and neighbouring channels are neighbouring indices
+ * (per_channel: row = (b, p, kh, kw)): a GPU warp stores 32 consecutive floats, the
+ * CPU's SIMD loop runs over the channels of one tap. With few (an image's 1 or 3),
+ * where a SIMD loop over channels is too short, one index fills one kernel row
+ * (fixed b, p, kh): K*Cin values, contiguous in both arrays. */
+#define IM2COL_MIN_CHANNELS 16
 static int im2col(cg *c, const bp_layer *L, long in, long cols) {
     long P = (long)L->out.h * L->out.w, K = L->ksize, Cin = L->in.c, KKC = K * K * Cin;
+    if (Cin >= IM2COL_MIN_CHANNELS)
+        return per_channel(c, kernel(c, P * KKC, 1, "im2col",
+            "long b = row / %ldL, r = row %% %ldL, p = r / %ldL;\n"
+            "    int t = (int)(r %% %ldL), oh = (int)(p / %d), ow = (int)(p %% %d);\n"
+            "    int ih = oh * %d - %d + t / %d, iw = ow * %d - %d + t %% %d;\n"
+            "    int inside = ih >= 0 && ih < %d && iw >= 0 && iw < %d;\n"
+            "    A[%ldL + i] = inside ? A[%ldL + b * %ldL + ((long)ih * %d + iw) * %ldL + ch] : BP_C(0.0);",
+            P * K * K, P * K * K, K * K, K * K, L->out.w, L->out.w, L->stride, L->pad_top, (int)K,
+            L->stride, L->pad_left, (int)K, L->in.h, L->in.w, cols, in, bp_shape_size(L->in), L->in.w,
+            Cin), Cin);
     return kernel(c, P * K, 1, "im2col",
         "long b = i / %ldL, r = i %% %ldL, p = r / %ldL;\n"
         "    int kh = (int)(r %% %ldL), oh = (int)(p / %d), ow = (int)(p %% %d);\n"
