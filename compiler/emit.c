@@ -36,12 +36,14 @@ static void fill(FILE *out, const char *tmpl, const bp_kernel *k) {
     }
 }
 
-static void list_prog(FILE *out, const bp_plan *p, const char *name, const bp_prog *g) {
+/* The listing names the kernel each target runs: on CUDA, a kernel's cuda_alt. */
+static void list_prog(FILE *out, const bp_plan *p, const char *name, const bp_prog *g, int cuda) {
     fprintf(out, " *\n * program %s (%d operations):\n", name, g->n);
     for (int i = 0; i < g->n; i++) {
         const bp_op *o = &g->ops[i];
         if (o->kind == BP_OP_KERNEL) {
-            fprintf(out, " *   %3d  kernel %-26s %s\n", i, p->kernels[o->kernel].name, o->what);
+            int k = cuda && p->kernels[o->kernel].cuda_alt ? p->kernels[o->kernel].cuda_alt - 1 : o->kernel;
+            fprintf(out, " *   %3d  kernel %-26s %s\n", i, p->kernels[k].name, o->what);
         } else {
             const bp_gemm *m = &o->g;
             fprintf(out, " *   %3d  gemm%s%s m=%ld%s n=%ld k=%ld%s alpha=%g%s beta=%g%s", i,
@@ -84,8 +86,8 @@ int bp_emit(FILE *out, const bp_plan *p, const char *target) {
         for (int j = 0; j < t->ndim; j++) fprintf(out, "%s%ld", j ? "," : "", t->dims[j]);
         fprintf(out, "]%s\n", t->trainable ? "" : " (state)");
     }
-    list_prog(out, p, "train", &p->train);
-    list_prog(out, p, "eval", &p->eval);
+    list_prog(out, p, "train", &p->train, cuda);
+    list_prog(out, p, "eval", &p->eval, cuda);
     fputs(" */\n", out);
     return ferror(out) ? -1 : 0;
 }

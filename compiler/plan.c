@@ -243,8 +243,13 @@ static void windows_over(char *buf, size_t n, const bp_layer *L, const char *inn
 }
 
 /* col2im: the input feedback gathers every column entry that read that pixel. A gather
- * (not a scatter) so no two iterations write the same place. One iteration is one
- * pixel (b, ih, iw), all Cin channels. */
+ * (not a scatter) so no two iterations write the same place. One index is one pixel
+ * (b, ih, iw), all Cin channels: the CPU's form, whose inner loop over channels is
+ * vectorised. With 16 or more channels the CUDA target runs a second form (cuda_alt),
+ * one index per (pixel, channel), neighbouring channels at neighbouring indices, so a
+ * warp's loads and stores are coalesced; it sums the same windows in the same order.
+ * (On the CPU that form is 3.5x slower: its window loops sit inside the SIMD loop over
+ * channels, which the C compiler then leaves scalar.) */
 static int col2im(cg *c, const bp_layer *L, long dcols, long dx) {
     long P = (long)L->out.h * L->out.w, K = L->ksize, Cin = L->in.c, KKC = K * K * Cin;
     long HW = (long)L->in.h * L->in.w;
@@ -254,13 +259,27 @@ static int col2im(cg *c, const bp_layer *L, long dcols, long dx) {
         "            for (int ch = 0; ch < %ld; ch++) dst[ch] += src[ch];\n",
         dcols, P, L->out.w, KKC, K, Cin, Cin);
     windows_over(loops, sizeof loops, L, inner);
-    return kernel(c, HW, 1, "col2im",
+    int k = kernel(c, HW, 1, "col2im",
         "long b = i / %ldL, r = i %% %ldL;\n"
         "    int ih = (int)(r / %d), iw = (int)(r %% %d);\n"
         "    bp_real *dst = A + %ldL + i * %ldL;\n"
         "    for (int ch = 0; ch < %ld; ch++) dst[ch] = BP_C(0.0);\n"
         "%s",
         HW, HW, L->in.w, L->in.w, dx, Cin, Cin, loops);
+    if (k < 0 || Cin < IM2COL_MIN_CHANNELS) return k;
+    snprintf(inner, sizeof inner,
+        "            s += A[%ldL + (b * %ldL + (long)oh * %d + ow) * %ldL + (kh * %ld + kw) * %ldL + ch];\n",
+        dcols, P, L->out.w, KKC, K, Cin);
+    windows_over(loops, sizeof loops, L, inner);
+    int g = per_channel(c, kernel(c, HW * Cin, 1, "col2im_ch",
+        "long b = row / %ldL, r = row %% %ldL;\n"
+        "    int ih = (int)(r / %d), iw = (int)(r %% %d);\n"
+        "    bp_real s = BP_C(0.0);\n"
+        "%s\n"
+        "    A[%ldL + i] = s;",
+        HW, HW, L->in.w, L->in.w, loops, dx), Cin);
+    if (g >= 0) c->p->kernels[k].cuda_alt = g + 1;
+    return k;
 }
 
 /* conv (tied weights) and loccon (untied: one weight matrix per output position). */
@@ -800,6 +819,15 @@ bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags) {
     free(bw);
     free(buf);
     if (c.oom) { bp_plan_free(p); return NULL; }
+    if (flags & BP_PLAN_CUDA_ALT) { /* the CUDA target's choice of kernels, on any target */
+        bp_prog *progs[] = {&p->train, &p->eval, &p->forward};
+        for (int g = 0; g < 3; g++)
+            for (int i = 0; i < progs[g]->n; i++) {
+                bp_op *o = &progs[g]->ops[i];
+                if (o->kind == BP_OP_KERNEL && p->kernels[o->kernel].cuda_alt)
+                    o->kernel = p->kernels[o->kernel].cuda_alt - 1;
+            }
+    }
     return p;
 }
 

@@ -42,7 +42,13 @@ typedef struct {
  * also use ch = i % channels and row = i / channels; the C wrapper (templates/kernel_c_ch.in) then loops over
  * rows with an inner SIMD loop over ch, so per-channel operands are contiguous loads.
  * grain: the work of one index in elements (1 unless an index loops inside), so that
- * OpenMP splits a kernel of a few heavy indices across threads. */
+ * OpenMP splits a kernel of a few heavy indices across threads.
+ * cuda_alt: 0, or 1 + the index of a kernel that the CUDA target runs in this one's
+ * place: the same values in the same order of arithmetic, laid out for the GPU (one
+ * channel per index, so that a warp's loads and stores are coalesced) where that
+ * layout would cost the CPU its vectorised loop. Both are emitted for both targets;
+ * BP_PLAN_CUDA_ALT makes every target run the CUDA choice, so that the CPU tests
+ * check it. */
 typedef struct {
     char name[48];
     long count;
@@ -50,6 +56,7 @@ typedef struct {
     long channels;
     long grain;
     char *body;
+    int cuda_alt;
 } bp_kernel;
 
 typedef enum { BP_OP_KERNEL, BP_OP_GEMM } bp_op_kind;
@@ -125,8 +132,9 @@ bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch);
 /* The same with the faster paths switched off, to test them against the plain ones:
  * BP_PLAN_PLAIN lowers every ReLU as its own kernel (no fusion into the batch norm
  * that follows) and computes batch-norm statistics one channel per iteration (no
- * partial sums per part of the rows). */
-enum { BP_PLAN_NO_FUSE = 1, BP_PLAN_NO_CHUNKS = 2, BP_PLAN_PLAIN = 3 };
+ * partial sums per part of the rows). BP_PLAN_CUDA_ALT: every program runs each
+ * kernel's cuda_alt in its place, on any target (see bp_kernel). */
+enum { BP_PLAN_NO_FUSE = 1, BP_PLAN_NO_CHUNKS = 2, BP_PLAN_PLAIN = 3, BP_PLAN_CUDA_ALT = 4 };
 bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags);
 void bp_plan_free(bp_plan *p);
 

@@ -339,6 +339,8 @@ static int cuda_get(bp_exec *x, bp_arena a, long off, void *dst, long n, bp_err 
 
 static int launch(cuda *s, const bp_plan *p, int ki, const bp_dyn *d, bp_err *e) {
     if (ki < 0 || ki >= p->nkernels) return bp_fail(e, "plan refers to kernel %d of %d", ki, p->nkernels);
+    if (p->kernels[ki].cuda_alt > 0 && p->kernels[ki].cuda_alt <= p->nkernels)
+        ki = p->kernels[ki].cuda_alt - 1; /* the GPU's layout of the same values (bp_kernel) */
     const bp_kernel *k = &p->kernels[ki];
     long long n = (long long)k->count * (k->per_sample ? d->nb : 1);
     if (n <= 0) return 0;

@@ -103,6 +103,7 @@ static void same(const char *model, bp_rule rule, int batch, int steps) {
     same_flags(model, rule, batch, steps, BP_PLAN_NO_FUSE);
     same_flags(model, rule, batch, steps, BP_PLAN_NO_CHUNKS);
     same_flags(model, rule, batch, steps, BP_PLAN_PLAIN);
+    same_flags(model, rule, batch, steps, BP_PLAN_CUDA_ALT);
 }
 
 static void test_conv_brainprop(void **s) { (void)s; same("models/mnist_conv.bp", BP_RULE_BRAINPROP, 16, 2); }
@@ -136,9 +137,40 @@ static void test_plain_differs(void **s) {
     bp_ir_free(ir);
 }
 
+/* The CUDA target's kernels (bp_kernel.cuda_alt), run here on the CPU: the deep net's
+ * col2im of 64 and 128 channels has a per-channel form; the plan with
+ * BP_PLAN_CUDA_ALT really runs it, and it gives the same bits (the same windows summed
+ * in the same order). */
+static void test_cuda_alt(void **s) {
+    (void)s;
+    int nerr = 0, io = 0;
+    bp_ir *ir = bp_frontend_file("models/cifar10_deep.bp", stderr, &nerr, &io);
+    if (!ir) skip();
+    bp_plan *q = bp_plan_build_flags(ir, BP_RULE_BRAINPROP, 4, BP_PLAN_CUDA_ALT);
+    bp_plan *f = bp_plan_build_flags(ir, BP_RULE_BRAINPROP, 4, 0);
+    int alt_q = 0, alt_f = 0;
+    for (int i = 0; i < q->train.n; i++)
+        alt_q += q->train.ops[i].kind == BP_OP_KERNEL && strstr(q->kernels[q->train.ops[i].kernel].name, "col2im_ch");
+    for (int i = 0; i < f->train.n; i++)
+        alt_f += f->train.ops[i].kind == BP_OP_KERNEL && strstr(f->kernels[f->train.ops[i].kernel].name, "col2im_ch");
+    assert_int_equal(alt_f, 0);
+    assert_int_equal(alt_q, 6); /* every conv but the first (3 channels in) */
+    long n1, n2;
+    double l1, l2;
+    float *a = run(ir, BP_RULE_BRAINPROP, 4, 2, 0, &n1, &l1), *b = run(ir, BP_RULE_BRAINPROP, 4, 2, BP_PLAN_CUDA_ALT, &n2, &l2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(a, b, sizeof *a * (size_t)n1);
+    assert_true(l1 == l2);
+    free(a);
+    free(b);
+    bp_plan_free(q);
+    bp_plan_free(f);
+    bp_ir_free(ir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plain_differs), cmocka_unit_test(test_conv_brainprop),
+        cmocka_unit_test(test_plain_differs), cmocka_unit_test(test_cuda_alt), cmocka_unit_test(test_conv_brainprop),
         cmocka_unit_test(test_conv_ebp),      cmocka_unit_test(test_loccon),
         cmocka_unit_test(test_deep),          cmocka_unit_test(test_deep_ebp),
     };
