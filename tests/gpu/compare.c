@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
     double sync_loss = 0, sync_w = 0; /* --sync: the worst step without a flipped action */
     long flips = 0, flipped_steps = 0;
     for (int s = 0; s <= steps; s++) {
-        if (sync && s > 0)
+        if (sync) /* every step, the first too: `moved` has no state of its own */
             for (int i = 0; i < nt; i++) {
                 const bp_tensor *t = &p->tensors[i];
                 float *v = get_all(&cpu, t);
