@@ -58,8 +58,8 @@ first=1
 compare() {
     log="$LOGS/gpu_$1_$2_${3#--}.log"
     t0=$(date +%s)
-    if [ "$3" = --sync ]; then timeout 150 "$BUILD/gpu_compare" "models/$1.bp" "$2" "$4" --sync > "$log" 2>&1
-    else timeout 150 "$BUILD/gpu_compare" "models/$1.bp" "$2" "$4" > "$log" 2>&1; fi
+    sync=; [ "$3" = --sync ] && sync=--sync
+    timeout 150 "$BUILD/gpu_compare" "models/$1.bp" "$2" "$4" $sync > "$log" 2>&1
     rc=$?
     echo "-- $1 $2 $3: $(($(date +%s) - t0)) s"
     grep -E '^RESULT|^GRAPH|^SYNC|error|warning|unavailable' "$log" || tail -n 5 "$log"
