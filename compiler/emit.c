@@ -42,8 +42,8 @@ static void list_prog(FILE *out, const bp_plan *p, const char *name, const bp_pr
     for (int i = 0; i < g->n; i++) {
         const bp_op *o = &g->ops[i];
         if (o->kind == BP_OP_KERNEL) {
-            int k = cuda && p->kernels[o->kernel].cuda_alt ? p->kernels[o->kernel].cuda_alt - 1 : o->kernel;
-            fprintf(out, " *   %3d  kernel %-26s %s\n", i, p->kernels[k].name, o->what);
+            fprintf(out, " *   %3d  kernel %-26s %s\n", i, p->kernels[bp_kernel_for(p, o->kernel, cuda)].name,
+                    o->what);
         } else {
             const bp_gemm *m = &o->g;
             fprintf(out, " *   %3d  gemm%s%s m=%ld%s n=%ld k=%ld%s alpha=%g%s beta=%g%s", i,

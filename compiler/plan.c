@@ -31,7 +31,7 @@
 typedef struct {
     bp_plan *p;
     int oom;
-    int flags;         /* BP_PLAN_NO_FUSE, BP_PLAN_NO_CHUNKS */
+    int flags;         /* BP_PLAN_NO_FUSE, BP_PLAN_NO_PARTS, BP_PLAN_CUDA_ALT */
     int next_bn;       /* the layer being lowered is followed by batch norm */
     int relu_pending;  /* it left its ReLU to that batch norm (see lower_bn) */
     long dcols;        /* the shared column-feedback region (see the head of the file) */
@@ -381,11 +381,11 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     long dg = alloc_f(c, C), db = alloc_f(c, C);
     char what[64];
     snprintf(what, sizeof what, "batchnorm@%d:%d forward", L->loc.line, L->loc.col);
-    int chunked = !(c->flags & BP_PLAN_NO_CHUNKS);
+    int parts = !(c->flags & BP_PLAN_NO_PARTS);
     long M = bn_part(HW), P = HW / M; /* rows per part, parts per sample */
-    long part = chunked ? alloc_f(c, B * P * C * 2) : 0;
+    long part = parts ? alloc_f(c, B * P * C * 2) : 0;
     int ks;
-    if (chunked) {
+    if (parts) {
         /* Statistics in two kernels: each (sample, part, channel) gets the mean of its M
          * rows and their sum of squared deviations from it, from one pass of sums of x
          * and x^2 in double: a float's square is exact in double, and with M of at most
@@ -469,7 +469,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     run(c, ev, ke, what);
 
     snprintf(what, sizeof what, "batchnorm@%d:%d backward", L->loc.line, L->loc.col);
-    if (chunked) {
+    if (parts) {
         /* sum(dy * xhat) and sum(dy) per channel: per part of rows, then in order */
         run(c, bw, per_channel(c, kernel(c, P * C, 1, "bn_reduce_partial",
             "const long r0 = row * %ldL;\n"
@@ -824,8 +824,7 @@ bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags) {
         for (int g = 0; g < 3; g++)
             for (int i = 0; i < progs[g]->n; i++) {
                 bp_op *o = &progs[g]->ops[i];
-                if (o->kind == BP_OP_KERNEL && p->kernels[o->kernel].cuda_alt)
-                    o->kernel = p->kernels[o->kernel].cuda_alt - 1;
+                if (o->kind == BP_OP_KERNEL) o->kernel = bp_kernel_for(p, o->kernel, 1);
             }
     }
     return p;

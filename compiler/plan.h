@@ -134,9 +134,16 @@ bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch);
  * that follows) and computes batch-norm statistics one channel per iteration (no
  * partial sums per part of the rows). BP_PLAN_CUDA_ALT: every program runs each
  * kernel's cuda_alt in its place, on any target (see bp_kernel). */
-enum { BP_PLAN_NO_FUSE = 1, BP_PLAN_NO_CHUNKS = 2, BP_PLAN_PLAIN = 3, BP_PLAN_CUDA_ALT = 4 };
+enum { BP_PLAN_NO_FUSE = 1, BP_PLAN_NO_PARTS = 2, BP_PLAN_PLAIN = 3, BP_PLAN_CUDA_ALT = 4 };
 bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags);
 void bp_plan_free(bp_plan *p);
+
+/* The kernel a target runs where the plan names kernel k: its cuda_alt on CUDA (cuda
+ * nonzero), else k itself. */
+static inline int bp_kernel_for(const bp_plan *p, int k, int cuda) {
+    int alt = p->kernels[k].cuda_alt;
+    return cuda && alt > 0 && alt <= p->nkernels ? alt - 1 : k;
+}
 
 /* Emits the complete source for a target: "c" (kernels as OpenMP loops, exported C
  * functions), "c64" (the same in double precision, for gradient checks) or "cuda"

@@ -59,7 +59,7 @@ void bp_gemm_cpu64(const bp_gemm *g, double *arena, int nb, double lr) {
 static void cpu_close(bp_exec *x) {
     cpu *c = x->impl;
     if (!c) return;
-    if (c->prof.sec) bp_profile_print(x->plan, "wall time", c->prof.sec);
+    if (c->prof.sec) bp_profile_print(x->plan, 0, "wall time", c->prof.sec);
     free(c->prof.sec);
     if (c->so) dlclose(c->so);
     free(c->fn);

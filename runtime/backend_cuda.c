@@ -181,7 +181,7 @@ static void cuda_close(bp_exec *x) {
         for (int i = 0; i < NGRAPH; i++)
             if (s->graphs[i].exec) bp_cu.cuGraphExecDestroy(s->graphs[i].exec);
         if (s->blas) bp_cublas.cublasDestroy(s->blas);
-        if (s->prof) bp_profile_print(x->plan, "GPU time from CUDA events, no graphs", s->prof);
+        if (s->prof) bp_profile_print(x->plan, 1, "GPU time from CUDA events, no graphs", s->prof);
         for (int i = 0; s->ev && i <= x->plan->train.n; i++)
             if (s->ev[i]) bp_cu.cuEventDestroy(s->ev[i]);
         if (s->dyn) bp_cu.cuMemFree(s->dyn);
@@ -254,8 +254,9 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
     const char *sy = getenv("BPC_CUDA_SYNC");
     s->sync_each = sy && *sy && strcmp(sy, "0");
     const char *gr = getenv("BPC_CUDA_GRAPH");
-    s->graphs_off = s->sync_each || (gr && !strcmp(gr, "0")) || bp_profile_wanted();
-    if (bp_profile_wanted()) {
+    int profile = bp_profile_wanted();
+    s->graphs_off = s->sync_each || (gr && !strcmp(gr, "0")) || profile;
+    if (profile) {
         int n = p->train.n + 1;
         s->ev = calloc((size_t)n, sizeof *s->ev);
         s->prof = calloc((size_t)n, sizeof *s->prof);
@@ -339,8 +340,7 @@ static int cuda_get(bp_exec *x, bp_arena a, long off, void *dst, long n, bp_err 
 
 static int launch(cuda *s, const bp_plan *p, int ki, const bp_dyn *d, bp_err *e) {
     if (ki < 0 || ki >= p->nkernels) return bp_fail(e, "plan refers to kernel %d of %d", ki, p->nkernels);
-    if (p->kernels[ki].cuda_alt > 0 && p->kernels[ki].cuda_alt <= p->nkernels)
-        ki = p->kernels[ki].cuda_alt - 1; /* the GPU's layout of the same values (bp_kernel) */
+    ki = bp_kernel_for(p, ki, 1); /* the GPU's layout of the same values (bp_kernel) */
     const bp_kernel *k = &p->kernels[ki];
     long long n = (long long)k->count * (k->per_sample ? d->nb : 1);
     if (n <= 0) return 0;

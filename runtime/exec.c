@@ -51,7 +51,7 @@ int bp_profile_wanted(void) {
     return pe && *pe && strcmp(pe, "0");
 }
 
-void bp_profile_print(const bp_plan *p, const char *how, double *sec) {
+void bp_profile_print(const bp_plan *p, int cuda, const char *how, double *sec) {
     const bp_prog *g = &p->train;
     double total = 0;
     for (int i = 0; i < g->n; i++) total += sec[i];
@@ -63,7 +63,7 @@ void bp_profile_print(const bp_plan *p, const char *how, double *sec) {
             if (sec[i] >= 0 && (best < 0 || sec[i] > sec[best])) best = i;
         const bp_op *o = &g->ops[best];
         fprintf(stderr, "  %5.1f%%  %3d  %-24s %s\n", 100 * sec[best] / total, best,
-                o->kind == BP_OP_KERNEL ? p->kernels[o->kernel].name : "gemm", o->what);
+                o->kind == BP_OP_KERNEL ? p->kernels[bp_kernel_for(p, o->kernel, cuda)].name : "gemm", o->what);
         sec[best] = -1;
     }
 }

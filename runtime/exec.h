@@ -86,9 +86,10 @@ int bp_exec_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e);
  * no graphs) and prints the table when the model is closed. bp_profile_wanted says
  * whether it is set. bp_profile_print writes to stderr the 25 slowest operations of
  * the train program, `sec` holding seconds per operation (plan->train.n of them), as
- * percentages of their sum, with the kernel name and the layer; it overwrites sec. */
+ * percentages of their sum, with the name of the kernel the target ran (cuda: its
+ * cuda_alt, bp_kernel_for) and the layer; it overwrites sec. */
 int bp_profile_wanted(void);
-void bp_profile_print(const bp_plan *p, const char *how, double *sec);
+void bp_profile_print(const bp_plan *p, int cuda, const char *how, double *sec);
 
 /* The row-major GEMM of a plan step on host memory, through CBLAS: what the CPU
  * backend runs, exposed for tests. `arena` is the float arena base. */

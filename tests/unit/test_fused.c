@@ -101,7 +101,7 @@ static void same_flags(const char *model, bp_rule rule, int batch, int steps, in
  * amplify last-bit differences step after step, so it is compared after one step. */
 static void same(const char *model, bp_rule rule, int batch, int steps) {
     same_flags(model, rule, batch, steps, BP_PLAN_NO_FUSE);
-    same_flags(model, rule, batch, steps, BP_PLAN_NO_CHUNKS);
+    same_flags(model, rule, batch, steps, BP_PLAN_NO_PARTS);
     same_flags(model, rule, batch, steps, BP_PLAN_PLAIN);
     same_flags(model, rule, batch, steps, BP_PLAN_CUDA_ALT);
 }
