@@ -84,14 +84,12 @@ def summ(name, grid):
 def maxtest(name, grid):
     m = [json.loads(l) for l in open(os.path.join(RUNS, grid, name, "metrics.jsonl"))]
     return max(m, key=lambda r: r["test_acc"])
-cs, cm, ce, cem = [], [], [], []
-for seed in (1, 2, 3):
-    n = f"mnist_conv-brainprop-seed{seed}"
-    if os.path.exists(os.path.join(RUNS, "grid-conv", n, "summary.json")):
-        cs.append(summ(n, "grid-conv")); cm.append(maxtest(n, "grid-conv"))
-    n = f"mnist_conv-ebp-seed{seed}"
-    if os.path.exists(os.path.join(RUNS, "grid-conv", n, "summary.json")):
-        ce.append(summ(n, "grid-conv")); cem.append(maxtest(n, "grid-conv"))
+def conv_runs(rule):
+    """The finished mnist_conv seeds of a rule: their summaries and best test epochs."""
+    names = [f"mnist_conv-{rule}-seed{seed}" for seed in (1, 2, 3)]
+    names = [n for n in names if os.path.exists(os.path.join(RUNS, "grid-conv", n, "summary.json"))]
+    return [summ(n, "grid-conv") for n in names], [maxtest(n, "grid-conv") for n in names]
+(cs, cm), (ce, cem) = conv_runs("brainprop"), conv_runs("ebp")
 def and_list(v): return v[0] if len(v) == 1 else ", ".join(v[:-1]) + " and " + v[-1]
 acc = [c["test_acc"] * 100 for c in cs]; mxa = [m["test_acc"] * 100 for m in cm]
 doc = open(os.path.join(PLOTS, "results.md.in")).read()
