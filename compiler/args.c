@@ -183,6 +183,10 @@ int bp_get_float(bp_diag *d, const bp_arg *a, const char *what, double lo, int l
         return -1;
     }
     float f = (float)a->val;
+    if (f == 0 && a->val != 0) {
+        bp_diag_error(d, a->loc, "%s %s is too small for a float (it would be 0)", what, bp_clip(a->text, c));
+        return -1;
+    }
     double v = f;
     int ok = (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
     if (!ok) {

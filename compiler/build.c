@@ -222,10 +222,13 @@ int bp_cmd_build(const char *model_path, const char *out, const char *target, co
     if (arch && (!archs_ok(arch) || strlen(arch) > 300))
         return bp_fail(e, "--arch takes sm_XY or compute_XY, or several joined by commas "
                           "(sm_90,compute_75), not '%.200s'", arch), 1;
-    struct stat sm, so; /* never write the trainer over its own model source */
-    if (stat(model_path, &sm) == 0 && stat(out, &so) == 0 && sm.st_dev == so.st_dev &&
-        sm.st_ino == so.st_ino)
+    /* never write the trainer over its own model source, nor rename it over a device,
+     * a FIFO or a folder */
+    if (bp_same_file(model_path, out))
         return bp_fail(e, "-o %s is the model file itself; choose another name for the trainer", out), 1;
+    struct stat so;
+    if (stat(out, &so) == 0 && !S_ISREG(so.st_mode))
+        return bp_fail(e, "-o %s exists and is not a regular file; a trainer replaces only a file", out), 1;
     char lib[PATH_MAX + 64];
     if (find_lib(lib, sizeof lib, e)) return 2;
 

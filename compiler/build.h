@@ -29,7 +29,8 @@
  * `--arch` on the command line). Prints one
  * line to stdout when done, and warnings to stderr.
  * Returns 0; 1 for an error in the input (the model's diagnostics are printed to stderr
- * and e->msg is then "", else e->msg says what is wrong: a bad target or arch); 2 for an I/O
+ * and e->msg is then "", else e->msg says what is wrong: a bad target or arch, an -o that
+ * names the model file or something other than a regular file); 2 for an I/O
  * or toolchain failure (libbprt.a missing, the compiler or linker failed: e->msg says
  * which, with the tail of its output). */
 int bp_cmd_build(const char *model_path, const char *out, const char *target, const char *arch,

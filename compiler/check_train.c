@@ -1,6 +1,7 @@
 /* check_train.c: the train block -> bp_train_cfg, with defaults, range checks and a
  * located message for each problem. Every setting is optional and may be given once.
  * The defaults are the paper's reference hyperparameters (docs/language.md). */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include "args.h"
@@ -32,7 +33,7 @@ static const struct {
 } DATASETS[] = {
     { "mnist", 28, 28, 1, 10 },    { "fashion-mnist", 28, 28, 1, 10 },
     { "cifar10", 32, 32, 3, 10 },  { "cifar100", 32, 32, 3, 100 },
-    { "tinyimagenet", 64, 64, 3, 200 },
+    { "cifar100-coarse", 32, 32, 3, 20 }, { "tinyimagenet", 64, 64, 3, 200 },
 };
 #define NDATA ((int)(sizeof DATASETS / sizeof DATASETS[0]))
 
@@ -183,8 +184,10 @@ static int read_setting(int k, const bp_stmt *s, bp_diag *d, bp_train_cfg *t,
     case S_INIT: {
         static const bp_optspec o[] = { { "normal", BP_OPT_NUM, 1, "normal 0.005" } };
         rc = bp_read_opts(d, s, s->args, USAGE[k], o, 1, seen, SETTINGS);
+        /* A normal draw is at most about 6.7 std (Box-Muller from 32-bit uniforms), so
+         * up to FLT_MAX / 8 every initial weight is a finite float. */
         if (seen[0].val &&
-            bp_get_float(d, seen[0].val, "init std", 0, 1, INFINITY, 0, &t->init_std))
+            bp_get_float(d, seen[0].val, "init std", 0, 1, FLT_MAX / 8, 0, &t->init_std))
             rc = -1;
         return rc;
     }

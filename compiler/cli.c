@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "files.h"
 #include "jit_cuda.h"
 
@@ -73,7 +74,8 @@ static int set_opt(bp_cli_args *a, int k, const char *v) {
     }
     case OPT_REAL: {
         double d = strtod(v, &end);
-        if (errno || end == v || *end || !(d >= OPTS[k].lo && d <= OPTS[k].hi)) {
+        /* decimal only: strtod would also take hexadecimal (0x10 = 16) */
+        if (errno || end == v || *end || strpbrk(v, "xX") || !(d >= OPTS[k].lo && d <= OPTS[k].hi)) {
             fprintf(stderr, "%s: error: %s takes a number from %g to %g, not '%s'\n", bp_cli_prog, flag,
                     OPTS[k].lo, OPTS[k].hi, v);
             return 1;
@@ -150,6 +152,18 @@ int bp_cli_write(const char *path, const void *buf, size_t len) {
     fprintf(stderr, "%s: error: %s: write failed: %s\n", bp_cli_prog, path, strerror(errno));
     return 2;
 }
+
+/* gnulib's close_stdout, in short: the output may sit in stdio's buffer until exit. */
+static void close_stdout(void) {
+    int bad = ferror(stdout), err = 0;
+    if (fclose(stdout) != 0) { bad = 1; err = errno; }
+    if (!bad) return;
+    fprintf(stderr, "%s: error: cannot write the standard output%s%s\n", bp_cli_prog, err ? ": " : "",
+            err ? strerror(err) : "");
+    _exit(2);
+}
+
+void bp_cli_check_stdout_at_exit(void) { atexit(close_stdout); }
 
 char *bp_cli_command_line(int argc, char **argv) {
     char *buf = NULL;

@@ -59,6 +59,12 @@ int bp_cli_target(const char *t, bp_target *out);
  * in place). Returns 0, or 2 after "PROG: error: PATH: write failed: REASON". */
 int bp_cli_write(const char *path, const void *buf, size_t len);
 
+/* Makes a failed write to standard output an error: registers an exit handler that
+ * flushes and closes stdout and, if that or an earlier write failed (a full disk,
+ * /dev/full), prints "PROG: error: cannot write the standard output: REASON" and
+ * exits with status 2 instead. Call once, first thing in main. */
+void bp_cli_check_stdout_at_exit(void);
+
 /* The command line as a shell would need it (malloc'd), or NULL. */
 char *bp_cli_command_line(int argc, char **argv);
 

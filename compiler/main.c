@@ -29,6 +29,7 @@
 #include "cli.h"
 #include "data.h"
 #include "eval.h"
+#include "files.h"
 #include "frontend.h"
 #include "jit_cuda.h"
 #include "plan.h"
@@ -76,6 +77,15 @@ static int cmd_emit(args *a, int ptx) {
     if (!a->out) return bad_usage("%s", "missing -o OUT");
     const char *target = a->target ? a->target : ends_with(a->out, ".c") ? "c" : "cuda";
     if (ptx) target = "cuda";
+    if (ptx && a->arch) { /* PTX is for a virtual architecture: compute_XY, 2 or 3 digits */
+        size_t d = strspn(a->arch + (strncmp(a->arch, "compute_", 8) ? 0 : 8), "0123456789");
+        if (strncmp(a->arch, "compute_", 8) || d < 2 || d > 3 || a->arch[8 + d])
+            return bad_usage("--arch for ptx is one virtual architecture, compute_XY (compute_90), not '%s'", a->arch);
+    }
+    if (bp_same_file(a->pos[0], a->out)) {
+        fprintf(stderr, "bpc: error: -o %s is the model file itself; choose another name for the output\n", a->out);
+        return 1;
+    }
     if (strcmp(target, "c") && strcmp(target, "cuda"))
         return bad_usage("--target for emitting is c or cuda, not '%s'", target);
     bp_ir *ir;
@@ -185,6 +195,7 @@ static int cmd_build(args *a) {
 
 int main(int argc, char **argv) {
     bp_tune_process(argv);
+    bp_cli_check_stdout_at_exit();
     if (argc < 2) { fputs(usage, stderr); return 1; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) { fputs(usage, stdout); return 0; }

@@ -110,12 +110,13 @@ static int load_series(series *s, const char *metric) {
     size_t len;
     snprintf(path, sizeof path, "%s/metrics.jsonl", s->dir);
     if (bp_read_file(path, &buf, &len)) {
-        if (errno == ENOENT)
+        int err = errno;
+        if (err == ENOENT)
             fprintf(stderr, "bpc: error: %s has no metrics.jsonl: is it a run folder of `bpc "
                             "train --out`?\n", s->dir);
         else
-            fprintf(stderr, "bpc: error: %s: %s\n", path, strerror(errno));
-        return errno == ENOENT ? 1 : 2;
+            fprintf(stderr, "bpc: error: %s: %s\n", path, strerror(err));
+        return err == ENOENT ? 1 : 2;
     }
     int cap = 0, lineno = 0, rc = 0;
     for (char *l = buf; l < buf + len && !rc;) {
@@ -129,7 +130,8 @@ static int load_series(series *s, const char *metric) {
         cJSON *j = cJSON_ParseWithLength(l, ll);
         if (!cJSON_IsObject(j)) {
             cJSON_Delete(j);
-            if (!nl) break; /* a last line cut short by a kill: the epochs before it stand */
+            /* a last line cut short by a kill: the epochs before it stand */
+            if (!nl && l[k] == '{') break;
             fprintf(stderr, "bpc: error: %s:%d: not a JSON object\n", path, lineno);
             rc = 2;
             break;

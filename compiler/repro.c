@@ -427,8 +427,10 @@ int bp_cmd_repro(int argc, char **argv) {
     for (int m = 0; m < nm && !rc; m++) {
         char path[4200];
         if (find_model(mlist[m], path, sizeof path)) {
+            size_t ml = strlen(mlist[m]);
+            int has_ext = ml > 3 && !strcmp(mlist[m] + ml - 3, ".bp");
             fprintf(stderr, "bpc: error: --models: no model '%s' (neither a .bp file nor "
-                            "models/%s.bp)\n", mlist[m], mlist[m]);
+                            "models/%s%s)\n", mlist[m], mlist[m], has_ext ? "" : ".bp");
             rc = 1;
             break;
         }

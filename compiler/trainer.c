@@ -49,6 +49,7 @@ int bp_trainer_main(int argc, char **argv, const char *file, const char *source,
              prog, tname, prog, file, tname, file);
     bp_cli_prog = prog;
     bp_cli_usage = usage;
+    bp_cli_check_stdout_at_exit();
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) { fputs(usage, stdout); return 0; }
     if (argc > 1 && !strcmp(argv[1], "--version")) {
         printf("%s: %s for the %s target, built by bpc %s\n", prog, file, tname, BPC_VERSION);

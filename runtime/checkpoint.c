@@ -8,6 +8,7 @@
 #include "checkpoint.h"
 #include <errno.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,20 @@ long bp_ckpt_floats(const bp_plan *p) {
     long n = 0;
     for (int i = 0; i < p->ntensors; i++) n += p->tensors[i].size;
     return n;
+}
+
+int bp_ckpt_nonfinite(const bp_plan *p, const float *snap, long *count) {
+    int first = -1;
+    long bad = 0;
+    for (int i = 0; i < p->ntensors; i++) {
+        long here = 0;
+        for (long k = 0; k < p->tensors[i].size; k++) here += !isfinite(snap[k]);
+        if (here && first < 0) first = i;
+        bad += here;
+        snap += p->tensors[i].size;
+    }
+    if (count) *count = bad;
+    return first;
 }
 
 int bp_ckpt_get(bp_exec *x, float *snap, bp_err *e) {
@@ -262,6 +277,16 @@ int bp_ckpt_read(const char *path, const char *model, const bp_ir *ir, const bp_
         const bp_st_tensor *s = bp_st_find(f, name);
         permute(ir, t, snap + at, (float *)s->data, 0);
         at += t->size;
+    }
+    long bad;
+    int k = bp_ckpt_nonfinite(p, snap, &bad);
+    if (k >= 0) {
+        bp_ckpt_torch_shape(ir, &p->tensors[k], name, shape);
+        bp_fail(e, "%s holds %ld NaN or infinite value%s (the first in %s); weights like these "
+                   "cannot be evaluated or trained on: use an earlier checkpoint", path, bad,
+                bad == 1 ? "" : "s", name);
+        bp_st_free(f);
+        return BP_CKPT_MISMATCH;
     }
     return 0;
 }

@@ -38,6 +38,11 @@
 /* Floats in a snapshot: the sum of the plan's tensor sizes. */
 long bp_ckpt_floats(const bp_plan *p);
 
+/* The first tensor of the plan (its index) whose part of snap holds a NaN or an
+ * infinity, or -1 when every value is finite; *count (may be NULL) gets the number of
+ * such values in all tensors. */
+int bp_ckpt_nonfinite(const bp_plan *p, const float *snap, long *count);
+
 /* Copies every tensor of the plan from the arena into snap / from snap into the arena
  * (float, whatever the target's precision). */
 int bp_ckpt_get(bp_exec *x, float *snap, bp_err *e);
@@ -71,15 +76,17 @@ int bp_ckpt_write(const char *path, const bp_ir *ir, const bp_plan *p, const flo
 #define BP_CKPT_MISMATCH (-2)
 
 /* Reads path and checks that it holds exactly the model's tensors (every name, no
- * extra one), each F32 with the PyTorch shape above, and, when sha256 is non-NULL, that
- * its "source_sha256" metadata equals sha256 (64 hex digits). `model` names the model
+ * extra one), each F32 with the PyTorch shape above and every value finite, and, when
+ * sha256 is non-NULL and the file has "source_sha256" metadata (a file written by
+ * PyTorch has none), that it equals sha256 (64 hex digits). `model` names the model
  * in messages. On success fills snap (bpc layout) and leaves the file in *f (for its
  * metadata; free with bp_st_free), and returns 0. Returns -1 when the file cannot be
  * read or is not a valid safetensors file (bp_st_read's messages: truncated, bad
  * header...), BP_CKPT_MISMATCH when it does not fit: the message lists what differs
  * ("6.weight is [16, 27] in the checkpoint but [17, 27] in the model", "8.weight is
  * missing", "9.weight is not in the model"; at most 4, then "and N more"), or says that
- * names and shapes match but the model source differs. *f is empty on failure. */
+ * names and shapes match but the model source differs, or names the first tensor that
+ * holds a NaN or an infinity. *f is empty on failure. */
 int bp_ckpt_read(const char *path, const char *model, const bp_ir *ir, const bp_plan *p,
                  const char *sha256, float *snap, bp_st_file *f, bp_err *e);
 

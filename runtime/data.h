@@ -66,6 +66,12 @@ int bp_dataset_load(const char *name, const char *root, bp_dataset *d, bp_err *e
 /* 1 if bp_dataset_load knows the name, else 0. */
 int bp_dataset_known(const char *name);
 
+/* The publisher's split sizes of data set `name` (images in the training and the test
+ * split; either pointer may be NULL). Returns 1, or 0 for an unknown name. The loaders
+ * accept any whole number of records (test fixtures are small), so a caller compares
+ * and warns; `bpc data verify` checks the files exactly. */
+int bp_dataset_published(const char *name, long *ntrain, long *ntest);
+
 /* Where bp_dataset_load would read `name` from: writes the folder or archive path into
  * path; *is_archive (may be NULL) is set to 1 for a .tar.gz/.zip file. -1 with the same
  * message as bp_dataset_load when nothing is there, or the name is unknown. */

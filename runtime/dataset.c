@@ -213,28 +213,41 @@ typedef struct {
     const char *archive;  /* the standard archive name under the root, or NULL */
     const char *extra;    /* one more folder to look in (Debian's), or NULL */
     const char *how;      /* how to get it; %s is the root */
+    long ntrain, ntest;   /* the published split sizes */
 } where;
 
 static const where WHERE[] = {
     {"mnist", "train-images-idx3-ubyte", 1, "mnist", NULL, NULL,
-     "run `bpc data fetch mnist --data %s`"},
+     "run `bpc data fetch mnist --data %s`", 60000, 10000},
     {"fashion-mnist", "train-images-idx3-ubyte", 1, "fashion-mnist", NULL, BP_FASHION_DEBIAN_DIR,
      "install the Debian package (`apt-get install dataset-fashion-mnist`), or put the four IDX "
-     "files in %s/fashion-mnist"},
+     "files in %s/fashion-mnist", 60000, 10000},
     {"cifar10", "data_batch_1.bin", 0, "cifar-10-batches-bin", "cifar-10-binary.tar.gz", NULL,
-     "download cifar-10-binary.tar.gz into %s (`bpc data fetch cifar10` says from where)"},
+     "download cifar-10-binary.tar.gz into %s (`bpc data fetch cifar10` says from where)",
+     50000, 10000},
     {"cifar100", "train.bin", 0, "cifar-100-binary", "cifar-100-binary.tar.gz", NULL,
-     "download cifar-100-binary.tar.gz into %s (`bpc data fetch cifar100` says from where)"},
+     "download cifar-100-binary.tar.gz into %s (`bpc data fetch cifar100` says from where)",
+     50000, 10000},
     {"cifar100-coarse", "train.bin", 0, "cifar-100-binary", "cifar-100-binary.tar.gz", NULL,
-     "download cifar-100-binary.tar.gz into %s (`bpc data fetch cifar100` says from where)"},
+     "download cifar-100-binary.tar.gz into %s (`bpc data fetch cifar100` says from where)",
+     50000, 10000},
     {"tinyimagenet", "wnids.txt", 0, "tiny-imagenet-200", "tiny-imagenet-200.zip", NULL,
-     "download tiny-imagenet-200.zip into %s (`bpc data fetch tinyimagenet` says from where)"},
+     "download tiny-imagenet-200.zip into %s (`bpc data fetch tinyimagenet` says from where)",
+     100000, 10000},
 };
 #define NWHERE ((int)(sizeof WHERE / sizeof WHERE[0]))
 
 int bp_dataset_known(const char *name) {
-    for (int i = 0; i < NWHERE; i++)
-        if (!strcmp(name, WHERE[i].name)) return 1;
+    return bp_dataset_published(name, NULL, NULL);
+}
+
+int bp_dataset_published(const char *name, long *ntrain, long *ntest) {
+    for (int i = 0; i < NWHERE; i++) {
+        if (strcmp(name, WHERE[i].name)) continue;
+        if (ntrain) *ntrain = WHERE[i].ntrain;
+        if (ntest) *ntest = WHERE[i].ntest;
+        return 1;
+    }
     return 0;
 }
 

@@ -50,6 +50,11 @@ int bp_mkdirs(const char *path) {
     return 0;
 }
 
+int bp_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 int bp_write_atomic(const char *path, const void *data, size_t n) {
     struct stat st;
     int in_place = lstat(path, &st) == 0 && !S_ISREG(st.st_mode);

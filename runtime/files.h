@@ -22,6 +22,11 @@ int bp_mkdirs(const char *path);
  * Returns 0, or -1 with errno set and no temporary file left behind. */
 int bp_write_atomic(const char *path, const void *data, size_t n);
 
+/* 1 when paths a and b both exist and are the same file (device and inode: a link or
+ * another spelling of the path counts), else 0. Guards an output against overwriting
+ * its own input. */
+int bp_same_file(const char *a, const char *b);
+
 /* SHA-256 of a file's bytes as 64 hex digits. Returns 0, or -1 with e set. */
 int bp_sha256_file(const char *path, char hex[65], bp_err *e);
 

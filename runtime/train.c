@@ -133,19 +133,29 @@ int bp_load_data_for(const bp_ir *ir, const char *data_dir, bp_dataset *ds, bp_e
     const bp_layer *in = &ir->layers[0], *out = &ir->layers[ir->n - 1];
     const char *n = ir->train.dataset;
     memset(ds, 0, sizeof *ds);
-    if (!n[0])
-        return bp_fail(e, "%s: error: the model names no data set; add `data mnist;` to its train block",
-                       ir->path), 1;
-    if (data_dir && !strcmp(data_dir, "synthetic")) {
-        /* the real data set's split sizes, in the model's own shape */
-        long ntrain = !strcmp(n, "tinyimagenet") ? 100000 : !strncmp(n, "cifar", 5) ? 50000 : 60000;
-        if (bp_dataset_synthetic(n, in->out.h, in->out.w, in->out.c, out->units, ntrain, 10000, ds, e))
+    int synthetic = data_dir && !strcmp(data_dir, "synthetic");
+    if (!n[0] && !synthetic)
+        return bp_fail(e, "%s: the model names no data set; add `data mnist;` (or another) to its "
+                       "train block, or train on `--data synthetic`", ir->path), 1;
+    if (synthetic) {
+        /* the named data set's split sizes (MNIST's when none is named), in the model's
+         * own shape */
+        long ntrain = 60000, ntest = 10000;
+        if (!n[0]) n = "model";
+        bp_dataset_published(n, &ntrain, &ntest);
+        if (bp_dataset_synthetic(n, in->out.h, in->out.w, in->out.c, out->units, ntrain, ntest, ds, e))
             return 2;
     } else {
         char rootbuf[4096];
         const char *root = bp_data_root(data_dir, rootbuf, sizeof rootbuf);
         if (!root) return bp_fail(e, "the data folder path is too long"), 2;
         if (bp_dataset_load(n, root, ds, e)) return 2;
+        /* a file cut at a record boundary, or one record too many, still parses */
+        long ntrain, ntest;
+        if (bp_dataset_published(n, &ntrain, &ntest) && (ds->train.n != ntrain || ds->test.n != ntest))
+            fprintf(stderr, "bpc: warning: %s from %s has %d training and %d test images, but the "
+                    "published set has %ld and %ld; `bpc data verify %s` checks its files\n", n,
+                    ds->source ? ds->source : root, ds->train.n, ds->test.n, ntrain, ntest, n);
     }
     if (ds->train.h != in->out.h || ds->train.w != in->out.w || ds->train.c != in->out.c) {
         bp_fail(e, "%s:%d:%d: error: the input is %dx%dx%d, but %s images are %dx%dx%d", ir->path,
@@ -317,9 +327,33 @@ static int save(run *r, const char *kind, const float *snap, int epoch, long ste
 }
 
 /* Writes last.safetensors from the arena as the run stands now. */
+/* "; the last good checkpoint is DIR/last.safetensors (epoch N)", or "" when the run
+ * has saved none. */
+static void last_good(const run *r, char *buf, size_t n) {
+    buf[0] = 0;
+    if (r->last_saved)
+        snprintf(buf, n, "; the last good checkpoint is %s/last.safetensors (epoch %d%s)", r->dir,
+                 r->saved_epoch + (r->saved_step > 0), r->saved_step ? ", interrupted" : "");
+}
+
+/* Refuses a snapshot that holds a NaN or an infinity, before it is saved or tested:
+ * the loss can stay finite while weights are not (a ReLU turns NaN into 0), and such
+ * weights are no use to anyone. -1 with e set, else 0. */
+static int weights_finite(const run *r, const float *snap, bp_err *e) {
+    long bad;
+    int k = bp_ckpt_nonfinite(r->p, snap, &bad);
+    if (k < 0) return 0;
+    char kept[4600];
+    last_good(r, kept, sizeof kept);
+    return bp_fail(e, "%ld weight%s became NaN or infinite by epoch %d, step %ld (the first in %s); "
+                      "lower the learning rate (sgd lr) or the init std%s", bad, bad == 1 ? "" : "s",
+                   r->epoch + (r->step > 0 ? 1 : 0), r->step ? r->step : r->steps,
+                   r->p->tensors[k].name, kept), -1;
+}
+
 static int save_last(run *r, bp_err *e) {
     if (!r->dir[0]) return 0;
-    if (bp_ckpt_get(&r->x, r->snap, e)) return -1;
+    if (bp_ckpt_get(&r->x, r->snap, e) || weights_finite(r, r->snap, e)) return -1;
     if (save(r, "last", r->snap, r->epoch, r->step, r->last_val, r->last_test, e)) return -1;
     r->last_saved = 1;
     r->saved_epoch = r->epoch;
@@ -531,7 +565,7 @@ static int open_dir(run *r, int resuming, bp_err *e) {
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
     fprintf(f, "# %s %s in %s\n%s\n", resuming ? "resumed" : "started", when,
             getcwd(cwd, sizeof cwd) ? cwd : "?", r->o.command ? r->o.command : "bpc train");
-    if (fclose(f)) return bp_fail(e, "%s: write failed", path), 2;
+    if (fclose(f)) return bp_fail(e, "%s: write failed: %s", path, strerror(errno)), 2;
     /* the epochs after the checkpoint are run again (none for a fresh run) */
     path_in(r, path, sizeof path, "metrics.jsonl");
     if (trim_metrics(path, r->epoch, e)) return 2;
@@ -753,11 +787,8 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
                 break;
             }
             if (!isfinite(st[BP_STAT_LOSS])) {
-                char kept[4600] = "";
-                if (r->last_saved)
-                    snprintf(kept, sizeof kept, "; the last good checkpoint is %s/last.safetensors "
-                             "(epoch %d%s)", r->dir, r->saved_epoch + (r->saved_step > 0),
-                             r->saved_step ? ", interrupted" : "");
+                char kept[4600];
+                last_good(r, kept, sizeof kept);
                 if (live) fprintf(r->log, "\n");
                 bp_fail(e, "the loss became %s at epoch %d, step %ld of %ld (lr %g); "
                            "lower the learning rate (sgd lr) or the init std%s",
@@ -799,6 +830,7 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
         if (dec & BP_STOP_NEW_BEST) r->best_test = test;
         const float *st = r->stats;
         double seen = st[BP_STAT_SEEN] > 0 ? st[BP_STAT_SEEN] : 1;
+        if (bp_ckpt_get(&r->x, r->snap, e) || weights_finite(r, r->snap, e)) { rc = 2; break; }
         /* The order matters for a kill at any point. metrics.jsonl first: a resume from
          * the previous last.safetensors drops this line and writes it again. Then last,
          * then best: a kill between the two leaves a best that restore() rebuilds from
@@ -816,7 +848,6 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
                               strerror(errno)), 2);
         }
         if (rc) break;
-        if (bp_ckpt_get(&r->x, r->snap, e)) { rc = 2; break; }
         if (dec & BP_STOP_NEW_BEST) memcpy(r->best, r->snap, sizeof *r->snap * (size_t)nfloat);
         if (r->dir[0]) {
             if (save(r, "last", r->snap, r->epoch, 0, val, test, e)) { rc = 2; break; }

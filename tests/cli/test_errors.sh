@@ -28,6 +28,58 @@ expect "bad --epochs" 1 "--epochs takes a whole number" "$SANBPC" train models/m
 expect "bad --rule" 1 "--rule is brainprop or ebp" "$SANBPC" models/mnist_conv.bp -o "$T/x.c" --rule maybe
 expect "emit without -o" 1 "missing -o" "$SANBPC" models/mnist_conv.bp
 
+# an output that would replace its own input, a device or a FIFO
+cp models/mnist_dense.bp "$T/self.bp"
+expect "emit over the model" 1 "-o $T/self.bp is the model file itself" "$SANBPC" "$T/self.bp" -o "$T/self.bp"
+expect "ptx over the model" 1 "is the model file itself" "$SANBPC" ptx "$T/self.bp" -o "$T/self.bp"
+cmp -s models/mnist_dense.bp "$T/self.bp" && echo "ok   the model is intact" ||
+    { echo "FAIL emitting over the model changed it"; fails=$((fails + 1)); }
+mkfifo "$T/fifo"
+expect "build over a FIFO" 1 "-o $T/fifo exists and is not a regular file" "$SANBPC" build "$T/self.bp" -o "$T/fifo"
+[ -p "$T/fifo" ] && echo "ok   the FIFO is still a FIFO" || { echo "FAIL build replaced the FIFO"; fails=$((fails + 1)); }
+
+# a failed write to standard output is an error (a full disk; /dev/full here)
+if [ -c /dev/full ]; then
+    expect "stdout on a full disk" 2 "cannot write the standard output: No space left on device" \
+        sh -c '"$0" check models/mnist_dense.bp > /dev/full' "$SANBPC"
+    expect "--help on a full disk" 2 "cannot write the standard output" sh -c '"$0" --help > /dev/full' "$SANBPC"
+fi
+
+# values the options and the language refuse
+expect "hexadecimal --lr" 1 "--lr takes a number from" "$SANBPC" train models/mnist_dense.bp --lr 0x10
+expect "ptx --arch not virtual" 1 "--arch for ptx is one virtual architecture" \
+    "$SANBPC" ptx models/mnist_dense.bp -o "$T/x.ptx" --arch compute_1
+sed 's/epsilon 0.02/epsilon 1e-50/' models/mnist_conv.bp > "$T/tiny_eps.bp"
+expect "epsilon below a float" 1 "epsilon 1e-50 is too small for a float (it would be 0)" "$SANBPC" check "$T/tiny_eps.bp"
+sed 's/init        normal 0.01/init normal 3e38/' models/mnist_dense.bp > "$T/huge_init.bp"
+expect "init std whose draws overflow" 1 "init std must be in (0, 4.25353e+37], got 3e38" "$SANBPC" check "$T/huge_init.bp"
+
+# a model with no data set: --data synthetic trains it in its own shape, anything else says what to add
+printf 'model free { input 5x5x2; dense 7 relu; output 3 brainprop; }\ntrain { batch 8; }\n' > "$T/free.bp"
+expect "no data set" 1 "free.bp: the model names no data set; add \`data mnist;\`" \
+    "$BPC" train "$T/free.bp" --data "$DATA" --epochs 1
+grep -q "error: .*: error:" "$T/err" && { echo "FAIL 'error:' twice in one message"; fails=$((fails + 1)); }
+"$BPC" train "$T/free.bp" --data synthetic --epochs 1 --limit 64 --test-limit 16 > "$T/log" 2>&1 &&
+    grep -q "^test accuracy" "$T/log" && echo "ok   no data set, synthetic data" ||
+    { echo "FAIL no data set, synthetic data"; sed 's/^/  /' "$T/log"; fails=$((fails + 1)); }
+
+# a checkpoint holding a NaN is refused by eval and by --resume, naming the tensor
+"$BPC" train models/mnist_dense.bp --data "$DATA" --epochs 1 --limit 256 --test-limit 64 --out "$T/run" > /dev/null 2>&1
+/usr/bin/python3 - "$T/run/last.safetensors" "$T/nan.safetensors" <<'PY'
+import struct, sys
+sys.path.insert(0, "tests/cli")
+import st_file
+header, meta, data = st_file.read(sys.argv[1])
+buf = open(sys.argv[1], "rb").read()
+(n,) = struct.unpack("<Q", buf[:8])
+at = 8 + n + header["3.weight"]["data_offsets"][0] + 4 * 5   # the sixth value of 3.weight
+open(sys.argv[2], "wb").write(buf[:at] + struct.pack("<f", float("nan")) + buf[at + 4:])
+PY
+expect "eval of a NaN checkpoint" 1 "holds 1 NaN or infinite value (the first in 3.weight)" \
+    "$BPC" eval models/mnist_dense.bp "$T/nan.safetensors" --data "$DATA" --test-limit 64
+cp "$T/nan.safetensors" "$T/run/last.safetensors"
+expect "resume from a NaN checkpoint" 1 "NaN or infinite" "$BPC" train --resume "$T/run" --data "$DATA"
+
 # a model whose input does not fit the data set: a located error, status 1
 sed 's/input     28 x 28 x 1;/input     32 x 32 x 3;/' models/mnist_conv.bp > "$T/wrong_input.bp"
 expect "input vs data shape" 1 "wrong_input.bp:5:3: error: the input is 32x32x3, but mnist images are 28x28x1" \

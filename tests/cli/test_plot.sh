@@ -91,13 +91,15 @@ fi
 
 # ---- bad input ----------------------------------------------------------------------------
 export BPC_GNUPLOT=none
-mkdir -p "$T/empty" "$T/nometrics" "$T/broken"
+mkdir -p "$T/empty" "$T/nometrics" "$T/broken" "$T/garbage"
 : > "$T/empty/metrics.jsonl"
+printf '\000\377{{{{' > "$T/garbage/metrics.jsonl"   # one line, no newline, not a cut-off object
 { head -n 1 "$T/ebp/metrics.jsonl"; echo '{"epoch": 2, "test_acc": }'; } > "$T/broken/metrics.jsonl"
 expect "missing run folder" 1 "$T/nothere: no such run folder" "$BPC" plot "$T/nothere" -o "$T/x.svg"
 expect "a folder without metrics.jsonl" 1 "$T/nometrics has no metrics.jsonl" "$BPC" plot "$T/brainprop" "$T/nometrics" -o "$T/x.svg"
 expect "empty metrics.jsonl" 1 "$T/empty/metrics.jsonl is empty: the run has not finished an epoch yet" "$BPC" plot "$T/empty" -o "$T/x.svg"
 expect "malformed metrics.jsonl" 2 "$T/broken/metrics.jsonl:2: not a JSON object" "$BPC" plot "$T/broken" -o "$T/x.svg"
+expect "garbage metrics.jsonl" 2 "$T/garbage/metrics.jsonl:1: not a JSON object" "$BPC" plot "$T/garbage" -o "$T/x.svg"
 expect "unknown --metric" 1 "--metric is test_acc, val_acc, train_acc, train_loss or train_reward, not 'acc'" \
     "$BPC" plot "$T/ebp" --metric acc -o "$T/x.svg"
 expect "output neither .svg nor .png" 1 "-o $T/x.pdf: the chart is written as .svg or .png" "$BPC" plot "$T/ebp" -o "$T/x.pdf"

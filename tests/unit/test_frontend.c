@@ -432,7 +432,7 @@ static const diag_case CASES[] = {
       "t.bp:5:14: error: unknown data set 'imagenet'\n"
       "train { data imagenet; }\n"
       "             ^~~~~~~~\n"
-      "hint: the known data sets are mnist, fashion-mnist, cifar10, cifar100 and tinyimagenet\n" },
+      "hint: the known data sets are mnist, fashion-mnist, cifar10, cifar100, cifar100-coarse and tinyimagenet\n" },
 
     { "setting_twice", 1,
       "model m {\n"
