@@ -77,7 +77,10 @@ void bp_stmt_free(bp_stmt *s);
 void bp_block_free(bp_block *b);
 void bp_ast_free(bp_ast *ast);   /* frees the blocks, not `ast` itself */
 
-/* malloc/strdup that never return NULL (out of memory: message and exit). */
+/* Allocation that never returns NULL (out of memory: message and exit 1).
+ * bp_xmalloc returns zeroed memory (calloc): the parser relies on fields it does not
+ * set being 0. bp_xstrndup copies exactly n bytes and adds a NUL (memcpy: a NUL
+ * inside the n bytes does not stop it, unlike strndup). */
 void *bp_xmalloc(size_t n);
 char *bp_xstrndup(const char *s, size_t n);
 

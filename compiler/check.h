@@ -14,8 +14,10 @@
 
 /* Each dimension (height, width, channels, units, filters, kernel, stride) is at most
  * this, and activations per sample, parameters and multiply-adds (per layer and in
- * total) at most BP_MAX_COUNT, so that even times a batch of BP_MAX_DIM and in bytes
- * they fit in a signed 64-bit integer. */
+ * total) at most BP_MAX_COUNT, so that one buffer of them, even times a batch of
+ * BP_MAX_DIM, counts its floats in a signed 64-bit integer (2^60), and its bytes too
+ * (2^62). (A whole plan is many buffers: such a model is refused later, when its arena
+ * is more memory than the machine has.) */
 #define BP_MAX_DIM (1L << 20)
 #define BP_MAX_COUNT (1L << 40)
 
@@ -30,15 +32,16 @@ bp_ir *bp_check(const bp_ast *ast, bp_diag *d, const char *path, int partial);
 void bp_train_defaults(bp_train_cfg *t);
 
 /* Reads one train block into *t, which holds the defaults (or earlier values).
- * Sets *data_loc to where `data` was given (first_line 0 if not). Reports each problem;
- * returns 0 if there was none. */
+ * Sets *data_loc to where `data` was given, and leaves it alone if it was not (the
+ * caller zeroes it first). Reports each problem; returns 0 if there was none. */
 int bp_check_train(const bp_block *b, bp_diag *d, bp_train_cfg *t, bp_span *data_loc);
 
 /* Whether `w` names a train setting / a layer kind (for "wrong block" messages). */
 int bp_is_train_setting(const char *w);
 int bp_is_layer_name(const char *w);
 
-/* The data set's image shape and class count; 0 if the name is unknown. */
+/* The data set's image shape (HWC) and class count (either pointer may be NULL).
+ * Returns 1, or 0 if the name is unknown. */
 int bp_dataset_info(const char *name, bp_shape *shape, int *classes);
 
 #endif

@@ -11,15 +11,21 @@
 #include "ir.h"
 #include "train.h"
 
+/* The command line, as given (strings point into argv; NULL or 0: not given). */
 typedef struct {
-    const char *model, *out, *target, *rule, *data, *arch, *metrics, *run_out, *resume;
-    long batch, epochs, limit, test_limit;
-    bp_val_spec val;
-    int json, progress; /* progress: -1 auto, 0 off, 1 on */
+    const char *out;        /* -o FILE: what emit, ptx, build and plot write */
+    const char *target, *rule, *data, *arch, *metrics;
+    const char *run_out;    /* --out RUN_DIR: the run folder of train */
+    const char *resume;     /* --resume RUN_DIR */
+    long batch;             /* --batch, 1 .. 2^20 */
+    long epochs;            /* --epochs, 1 .. 10^6 */
+    long limit, test_limit; /* --limit, --test-limit (images), 1 .. 10^9 */
+    bp_val_spec val;        /* --val; mode BP_VAL_MODEL when not given */
+    int json, progress;     /* progress: -1 auto, 0 off, 1 on */
     int has_seed;
     unsigned long long seed;
-    double lr;
-    const char *pos[4];
+    double lr;              /* --lr, 1e-30 .. 10^6 */
+    const char *pos[4];     /* the positional arguments (model, checkpoint, ...) */
     int npos;
     const char *given[32];  /* the options given, for the check that each applies */
     int ngiven;

@@ -26,15 +26,20 @@ typedef enum {
     BP_DENSE,     /* fully connected, no bias: y = x W^T, W [units, in] */
     BP_CONV,      /* 2-D convolution, no bias, W [F, K, K, Cin] (OHWI) */
     BP_LOCCON,    /* locally connected 2-D: untied W [P, F, K, K, Cin], P = Ho*Wo */
-    BP_MAXPOOL,   /* max pooling, size x size window, stride */
+    BP_MAXPOOL,   /* max pooling, size x size window, stride (default: size) */
     BP_BATCHNORM, /* Keras batch norm over the channel axis, scale gamma and shift beta */
     BP_DROPOUT,   /* inverted dropout with drop rate `rate`, training only */
     BP_OUTPUT     /* the Q-value layer (dense, no bias) and the learning rule */
 } bp_layer_kind;
 
 typedef enum {
-    BP_RULE_BRAINPROP, /* epsilon-greedy max-Boltzmann action, RPE, gated feedback */
-    BP_RULE_EBP        /* softmax + categorical cross-entropy, error backpropagation */
+    /* BrainProp (Pozzi, Bohte & Roelfsema, NeurIPS 2020): max-Boltzmann action
+     * selection (greedy with probability 1 - epsilon, else a draw from softmax(Q)),
+     * reward, RPE, attention-gated feedback of the chosen unit only. */
+    BP_RULE_BRAINPROP,
+    /* EBP: softmax + categorical cross-entropy, error backpropagation (in a .bp file,
+     * `output N softmax`) */
+    BP_RULE_EBP
 } bp_rule;
 
 typedef struct {
@@ -48,14 +53,16 @@ typedef struct {
     int relu;            /* 1: ReLU after the linear map (dense/conv/loccon) */
     float rate;          /* dropout drop rate, 0 <= rate < 1 */
     bp_rule rule;        /* output only */
-    float epsilon;       /* output brainprop: exploration probability, 0..1 */
+    float epsilon;       /* output brainprop: exploration probability, 0..1 (default 0.02) */
     long params;         /* trainable parameters (BN: gamma+beta; moving stats excluded) */
     long macs;           /* multiply-adds per sample, forward pass */
 } bp_layer;
 
 /* The train block, defaults filled in (see docs/language.md). */
 typedef struct {
-    char dataset[32];    /* "mnist", "fashion-mnist", "cifar10", "cifar100", "tinyimagenet" */
+    char dataset[32];    /* "mnist", "fashion-mnist", "cifar10", "cifar100",
+                            "cifar100-coarse", "tinyimagenet"; "" when the block has no
+                            `data` */
     int batch;           /* samples per SGD step (default 128) */
     float lr;            /* SGD learning rate (default 0.1) */
     int lr_every;        /* lr_step every N epochs (0 = constant; default 100) */

@@ -538,8 +538,8 @@ static void lower_dropout(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, 
     long G = (S + 3) / 4;
     char body[2048];
     int at = snprintf(body, sizeof body,
-        "bp_u32x4 u = bp_rand_block(d.seed, d.step, (unsigned int)row, %uu, (unsigned int)ch);\n"
-        "    long j = row * %ldL + ch * 4;\n", 16u + (unsigned)l, S);
+        "bp_u32x4 u = bp_rand_block(d.seed, d.step, (unsigned int)row, BP_RNG_DROPOUT + %uu, (unsigned int)ch);\n"
+        "    long j = row * %ldL + ch * 4;\n", (unsigned)l, S);
     for (int w = 0; w < 4; w++) {
         char guard[48] = "";
         if (S % 4 && w > 0) snprintf(guard, sizeof guard, "if (ch * 4 + %d < %ldL) ", w, S);
@@ -673,7 +673,7 @@ static void lower_output(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, b
             "    if (d.fix_actions) {\n"
             "        a = I[%ldL + i];\n"
             "    } else {\n"
-            "        bp_u32x4 u = bp_rand_block(d.seed, d.step, (unsigned int)i, %uu, 0u);\n"
+            "        bp_u32x4 u = bp_rand_block(d.seed, d.step, (unsigned int)i, BP_RNG_EXPLORE, 0u);\n"
             "        if (bp_u01(u.v[0]) < BP_C(%.9g)) {\n"
             "            bp_real z = BP_C(0.0);\n"
             "            for (int k = 0; k < %ld; k++) z += BP_EXP(q[k] - q[g]);\n"
@@ -694,7 +694,7 @@ static void lower_output(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, b
             "    A[%ldL + i] = BP_C(0.5) * delta * delta;\n"
             "    A[%ldL + i] = r;\n"
             "    A[%ldL + i] = g == y ? BP_C(1.0) : BP_C(0.0);",
-            head, p->actions, 2u, L->epsilon, K, K - 1, K, p->actions, p->rpe, K, out->fb, K, out->fb,
+            head, p->actions, L->epsilon, K, K - 1, K, p->actions, p->rpe, K, out->fb, K, out->fb,
             K, loss, reward, correct);
     } else {
         ksel = kernel(c, 1, 1, "ebp_softmax",

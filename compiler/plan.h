@@ -19,6 +19,8 @@
 #include "ir.h"
 
 /* C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C, all row-major in the float arena.
+ * a, b, c, the leading dimensions and the strides count elements of the float arena
+ * (floats, doubles on CPU64), not bytes.
  * With batch > 1: `batch` such GEMMs, operand i at offset + i*stride.
  * m_nb / k_nb: that dimension is multiplied by the live batch size nb at run time.
  * alpha_lr: alpha is multiplied by the learning rate (the SGD update folded into the
@@ -79,7 +81,7 @@ typedef enum { BP_INIT_NORMAL, BP_INIT_ZEROS, BP_INIT_ONES } bp_init;
 typedef struct {
     char name[48];
     int layer;
-    long off, size;
+    long off, size;    /* elements of the float arena */
     int ndim;
     long dims[5];
     bp_init init;
@@ -115,13 +117,17 @@ typedef struct {
     bp_kernel *kernels; int nkernels;
     bp_prog train;         /* one SGD step: forward (training mode), rule, backward, update */
     bp_prog eval;          /* forward in evaluation mode, greedy action, accuracy */
-    bp_prog forward;       /* train's forward part and loss only (no update): for checks */
+    bp_prog forward;       /* train's forward part and loss, no backward pass and no SGD
+                              step (for checks); like train it still moves the batch-norm
+                              moving averages and adds to the stats */
     bp_tensor *tensors; int ntensors;
-    /* Per-step buffers worth inspecting (tests, debugging): "L3.act" [B, S] layer
-     * outputs; "L3.fb" [B, S] their feedback, dL/d(act) — for a layer with ReLU,
+    /* Per-step buffers worth inspecting (tests, debugging), each B * S floats of the
+     * arena (ndim 1, dims[0] = B * S; read as [B, S], S = the layer's per-sample size,
+     * NHWC): "L3.act" layer outputs; "L3.fb" their feedback, dL/d(act), from the first
+     * trainable layer on (nothing below it needs feedback) — for a layer with ReLU,
      * after the backward pass it holds dL/d(pre-activation), the feedback gated by
-     * ReLU'; "L5.mask" [B, S] dropout masks (0 or 1/(1-rate)). Same struct as
-     * tensors; init is unused. */
+     * ReLU'; "L5.mask" dropout masks (0 or 1/(1-rate)). Same struct as tensors; init
+     * is unused. */
     bp_tensor *buffers; int nbuffers;
 } bp_plan;
 

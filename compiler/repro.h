@@ -1,5 +1,5 @@
 /* repro.h: `bpc repro`: the paper's experiment grid from one command, and a table like
- * the paper's from it.
+ * the paper's from it (Pozzi, Bohte & Roelfsema, NeurIPS 2020).
  *
  *   bpc repro --models M1,M2 [--rules brainprop,ebp] [--seeds 1,2,3] --out GRID_DIR
  *             [--data DIR] [--epochs N] [--lr X] [--limit N] [--test-limit N]

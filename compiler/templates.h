@@ -4,6 +4,7 @@
 #define BPC_TEMPLATES_H
 
 typedef struct { const char *name; const char *text; } bp_template;
+/* Every embedded template, in file-name order, ended by an entry whose name is NULL. */
 extern const bp_template bp_templates[];
 
 /* The text of templates/NAME, or NULL. */

@@ -144,7 +144,7 @@ void bp_ckpt_meta_set(bp_ckpt_meta *mt, const char *key, const char *fmt, ...) {
     if (mt->n == mt->cap) {
         int cap = mt->cap ? 2 * mt->cap : 32;
         bp_st_meta *m = realloc(mt->m, sizeof *m * (size_t)cap);
-        if (!m) { free(v); return; }
+        if (!m) { free(v); mt->oom = 1; return; }
         mt->m = m;
         mt->cap = cap;
     }
@@ -166,8 +166,8 @@ void bp_ckpt_meta_free(bp_ckpt_meta *mt) {
 
 int bp_ckpt_write(const char *path, const bp_ir *ir, const bp_plan *p, const float *snap,
                   const bp_ckpt_meta *mt, bp_err *e) {
-    for (int i = 0; mt && i < mt->n; i++)
-        if (!mt->m[i].key || !mt->m[i].value)
+    for (int i = 0; mt && i <= mt->n; i++)
+        if (mt->oom || (i < mt->n && (!mt->m[i].key || !mt->m[i].value)))
             return bp_fail(e, "%s: out of memory building the metadata", path);
     long total = bp_ckpt_floats(p);
     float *buf = malloc(sizeof *buf * (size_t)(total ? total : 1));

@@ -20,8 +20,18 @@
  * order of plan->tensors: bp_ckpt_floats(p) floats.
  *
  * The "__metadata__" block holds strings only (the format's rule); bp_ckpt_meta builds
- * it. train.c documents the keys it writes (model source SHA-256, epoch, seed, steps,
- * learning rate, bpc version, rule, and the early-stopping state a resume needs).
+ * it. The keys train.c writes (its fill_meta(); all values are strings):
+ *   what the file is:   format ("bpc-checkpoint-1"), bpc_version, kind ("last" or
+ *                       "best"), model, source_file, source_sha256 (of the .bp text)
+ *   the run's fixed settings: rule, seed, philox, batch, dataset, data_dir, limit,
+ *                       test_limit, val, train_images, val_images, test_images,
+ *                       target, lr0, lr_every, lr_factor, max_epochs, patience,
+ *                       min_delta
+ *   where it stands:    epoch, step_in_epoch, steps_per_epoch, global_step, lr,
+ *                       epoch_stats, epoch_seconds, train_seconds, saved_at
+ *   early stopping:     best_val_acc, best_epoch, best_test_acc, ref_val_acc,
+ *                       epochs_since_gain, val_acc, test_acc
+ * `bpc eval` reads epoch and rule; a resume reads the rest and compares the settings.
  */
 #ifndef BPC_CHECKPOINT_H
 #define BPC_CHECKPOINT_H
@@ -44,7 +54,9 @@ long bp_ckpt_floats(const bp_plan *p);
 int bp_ckpt_nonfinite(const bp_plan *p, const float *snap, long *count);
 
 /* Copies every tensor of the plan from the arena into snap / from snap into the arena
- * (float, whatever the target's precision). */
+ * (float, whatever the target's precision). snap holds bp_ckpt_floats(p) floats, the
+ * tensors one after another in plan order. Returns 0, or -1 with e set (a target
+ * failure). */
 int bp_ckpt_get(bp_exec *x, float *snap, bp_err *e);
 int bp_ckpt_put(bp_exec *x, const float *snap, bp_err *e);
 
@@ -57,6 +69,7 @@ int bp_ckpt_torch_shape(const bp_ir *ir, const bp_tensor *t, char *name, long sh
 typedef struct {
     bp_st_meta *m;
     int n, cap;
+    int oom;  /* a key could not be added */
 } bp_ckpt_meta;
 
 /* Sets key to the formatted value (replacing an earlier value of the same key).

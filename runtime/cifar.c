@@ -254,9 +254,12 @@ int bp_cifar_load(const char *src, bp_cifar_kind kind, bp_dataset *d, bp_err *e)
                                                  ? "cifar100" : "cifar100-coarse");
     d->classes = D->classes;  /* first: bp_dataset_free frees that many class names */
     struct stat st;
-    if (stat(src, &st) != 0)
-        return bp_fail(e, "%s: %s; give the %s/ folder or %s (`bpc data fetch %s` says where "
-                       "to get it)", src, strerror(errno), D->folder, D->archive, D->fetch);
+    if (stat(src, &st) != 0) {
+        bp_fail(e, "%s: %s; give the %s/ folder or %s (`bpc data fetch %s` says where to get "
+                "it)", src, strerror(errno), D->folder, D->archive, D->fetch);
+        memset(d, 0, sizeof *d);  /* on error d is zeroed (data.h) */
+        return -1;
+    }
     bp_split parts[MAX_FILES];
     memset(parts, 0, sizeof parts);
     int rc = S_ISDIR(st.st_mode) ? load_folder(D, kind, src, parts, d, e)

@@ -66,7 +66,8 @@ extern bp_cublas_api bp_cublas;
 /* Each loads its library once per process (later calls return at once) and resolves
  * every function of its list. On failure the message says which library or symbol
  * was missing, and where it was looked for; the library stays unloaded.
- *   driver: libcuda.so.1 (installed with the NVIDIA driver; never the toolkit's stub)
+ *   driver: libcuda.so.1 from the loader's path (installed with the NVIDIA driver; if
+ *           the toolkit's stub is found instead, cuInit fails and the message says so)
  *   NVRTC:  libnvrtc.so.13, .so.12, .so
  *   cuBLAS: libcublas.so.13, .so.12, .so
  * NVRTC and cuBLAS are looked for in $CUDA_HOME/lib64 when CUDA_HOME is set, then on
@@ -79,7 +80,7 @@ int bp_cuda_load_cublas(bp_err *e);
 void bp_cu_describe(CUresult r, char *buf, size_t len);
 
 /* The check functions behind the macros: 0 on success, else -1 with
- * "FILE:LINE: CALL failed: NAME (text)" in e. */
+ * "FILE:LINE: CALL failed: NAME (text)" in e (NVRTC: its error string, no NAME). */
 int bp_cu_check(CUresult r, const char *call, const char *file, int line, bp_err *e);
 int bp_nvrtc_check(nvrtcResult r, const char *call, const char *file, int line, bp_err *e);
 int bp_cublas_check(cublasStatus_t r, const char *call, const char *file, int line, bp_err *e);

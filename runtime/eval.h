@@ -18,9 +18,12 @@ typedef struct {
 } bp_eval_opts;
 
 /* Loads `ckpt` (a .safetensors file, or a run folder: its best.safetensors) into the
- * model, checked as bp_ckpt_read does (names, shapes, source hash), evaluates it on the
- * test split and reports the accuracy and the confusion matrix (rows: the true class,
- * columns: the predicted one; the greedy prediction argmax Q, the first on a tie).
+ * model, checked as bp_ckpt_read does (names, shapes, finite values, source hash),
+ * evaluates it on the test split and reports the accuracy and the confusion matrix
+ * (rows: the true class, columns: the predicted one; the greedy prediction argmax Q,
+ * the first on a tie). The text report prints the whole matrix for up to 20 classes,
+ * else the 10 most frequent confusions; the JSON form always has the whole matrix.
+ * ir->path must name the readable .bp source (its hash is checked).
  * The JSON form: {"model", "source", "checkpoint", "epoch" (or null), "rule", "dataset",
  * "images", "correct", "accuracy", "classes", "class_names" (or null), "confusion"
  * [classes][classes], "predictions" [images]}.

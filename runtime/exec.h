@@ -1,9 +1,11 @@
 /* exec.h: runs a plan's programs on a target.
  *
- * A bp_exec owns the compiled kernels and the two arenas of one model instance. The
- * backends implement the same five operations: open (compile the emitted source and
- * allocate zeroed arenas), put/get (copy between host memory and an arena), run (one
- * program: kernel launches and GEMMs in plan order) and close.
+ * A bp_exec owns the compiled kernels and the three arenas of one model instance (A:
+ * reals, I: ints, X: the uint8 input batch). The backends implement the same eight
+ * operations: open (compile the emitted source and allocate zeroed arenas), put/get
+ * (copy between host memory and an arena), run (one program: kernel launches and
+ * GEMMs in plan order), close, and stage/order/gather (the training images kept where
+ * the kernels read them).
  *   CPU:  the emitted C is compiled by the system C compiler into a shared object,
  *         cached by hash (runtime/jit_c.c), loaded with dlopen; GEMMs via CBLAS.
  *   CUDA: the emitted CUDA is compiled by NVRTC; libcuda, NVRTC and cuBLAS are loaded
@@ -32,7 +34,9 @@ typedef struct {
     const char *name;
     /* Compile `source` (the bp_emit output for this target) and allocate zeroed arenas. */
     int (*open)(bp_exec *x, const char *source, bp_err *e);
-    /* Copy n elements (reals, ints or bytes) at element offset off. */
+    /* Copy n elements (reals, ints or bytes) at element offset off. The caller keeps
+     * within the arena: the CPU does no bounds check (a plain memcpy) and cannot fail;
+     * CUDA fails on a driver error, including one left by an earlier kernel. */
     int (*put)(bp_exec *x, bp_arena a, long off, const void *src, long n, bp_err *e);
     int (*get)(bp_exec *x, bp_arena a, long off, void *dst, long n, bp_err *e);
     /* Run one program with the step's dynamic values. */
@@ -63,9 +67,11 @@ extern const bp_backend bp_backend_cpu;
 extern const bp_backend bp_backend_cpu64;
 extern const bp_backend bp_backend_cuda;
 
-/* Emits the plan for the target, compiles it and allocates the arenas.
- * Errors: the target is unavailable (CUDA without a driver or GPU: the message says
- * why), the C compiler failed (its log is shown), out of memory. */
+/* Emits the plan for the target, compiles it and allocates the arenas. Returns 0, or
+ * -1 with e set: the target is unavailable (CUDA without a driver or GPU: the message
+ * says why), the C compiler failed (its log is shown), out of memory, or (CPU) the
+ * arenas would need more than 90% of the machine's physical memory. bp_exec_close is
+ * safe after a failed open. */
 int bp_exec_open(bp_exec *x, const bp_plan *p, bp_target t, bp_err *e);
 void bp_exec_close(bp_exec *x);
 
@@ -78,7 +84,9 @@ int bp_exec_init_params(bp_exec *x, uint64_t seed, bp_err *e);
 int bp_exec_put_f32(bp_exec *x, long off, const float *src, long n, bp_err *e);
 int bp_exec_get_f32(bp_exec *x, long off, float *dst, long n, bp_err *e);
 
-/* Runs a program (x->plan->train or ->eval). */
+/* Runs a program (x->plan->train, ->eval or ->forward). Returns 0, or -1 with e set
+ * (CUDA: a failed launch or GEMM). On CUDA it does not wait for the GPU: an error
+ * inside a kernel shows at the next put or get, which waits. */
 int bp_exec_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e);
 
 /* BPC_PROFILE (set and not "0"): each target then sums the time of every operation of
@@ -87,7 +95,8 @@ int bp_exec_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e);
  * whether it is set. bp_profile_print writes to stderr the 25 slowest operations of
  * the train program, `sec` holding seconds per operation (plan->train.n of them), as
  * percentages of their sum, with the name of the kernel the target ran (cuda: its
- * cuda_alt, bp_kernel_for) and the layer; it overwrites sec. */
+ * cuda_alt, bp_kernel_for) and the layer; `how` names the clock in the title ("wall
+ * time"); it overwrites sec. */
 int bp_profile_wanted(void);
 void bp_profile_print(const bp_plan *p, int cuda, const char *how, double *sec);
 

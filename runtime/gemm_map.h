@@ -30,7 +30,9 @@ typedef struct {
 } bp_gemm_cm;
 
 /* The step's alpha and beta: alpha * lr when alpha_lr, beta - 2 lr l2 (the weight
- * decay folded into the update). Both targets must use exactly this arithmetic. */
+ * decay folded into the update), in float. The CUDA target calls this; the CPU's
+ * GEMM_BODY (backend_cpu.c) writes the same two expressions in the arena's precision,
+ * so they agree in float (CPU64 computes them in double). */
 void bp_gemm_scalars(const bp_gemm *g, float lr, float *alpha, float *beta);
 
 /* Maps g for the live batch size nb and learning rate lr. arena_floats is the float

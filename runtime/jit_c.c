@@ -84,6 +84,26 @@ int bp_run_logged(char **argv, const char *log) {
     return status;
 }
 
+/* The host CPU as -march=native sees it: the first processor's "model name" and
+ * "flags" lines of /proc/cpuinfo ("" where there is none). Part of the cache key, so
+ * a cache shared between machines (an NFS home) never loads an object built for
+ * instructions this CPU lacks. */
+static void host_cpu(char *buf, size_t n) {
+    buf[0] = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[8192];
+    size_t at = 0;
+    int seen = 0;
+    while (seen < 2 && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) && strncmp(line, "flags", 5)) continue;
+        size_t k = strlen(line);
+        if (at + k < n) { memcpy(buf + at, line, k + 1); at += k; }
+        seen++;
+    }
+    fclose(f);
+}
+
 void *bp_jit_c(const char *source, bp_err *e) {
     char dir[4096];
     if (!bp_cache_dir(dir, sizeof dir, e)) return NULL;
@@ -92,9 +112,11 @@ void *bp_jit_c(const char *source, bp_err *e) {
     const char *extra = getenv("BPC_CFLAGS");
     if (!extra) extra = "";
     const char *flags = BP_KERNEL_CFLAGS " -shared";
-    const char *parts[] = {source, cc, flags, extra};
+    static char cpu[16384];
+    host_cpu(cpu, sizeof cpu);
+    const char *parts[] = {source, cc, flags, extra, cpu};
     char hash[65];
-    sha256_hex(parts, 4, hash);
+    sha256_hex(parts, 5, hash);
     char so[4200], src[4200], tmp[4300], log[4300], sum[4300];
     snprintf(so, sizeof so, "%s/%s.so", dir, hash);
     snprintf(src, sizeof src, "%s/%s.c", dir, hash);

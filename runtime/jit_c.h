@@ -5,8 +5,10 @@
 #include <stddef.h>
 #include "err.h"
 
-/* The cache folder: $XDG_CACHE_HOME/bpc, else ~/.cache/bpc (created if missing).
- * Writes into buf; returns buf, or NULL with e set. */
+/* The cache folder: $XDG_CACHE_HOME/bpc, else $HOME/.cache/bpc, else
+ * /tmp/bpc-cache-UID (created if missing). Writes into buf; returns buf, or NULL with
+ * e set. Shared: the CUDA JIT caches there too, and the Tiny ImageNet loader puts its
+ * decoded images there when it cannot write beside the data. */
 const char *bp_cache_dir(char *buf, size_t len, bp_err *e);
 
 /* The flags of every compile of emitted C (the JIT and `bpc build`), so that a
@@ -17,7 +19,9 @@ const char *bp_cache_dir(char *buf, size_t len, bp_err *e);
 #define BP_KERNEL_CFLAGS "-O3 -march=native -fopenmp -fno-trapping-math -fPIC -std=c11"
 
 /* Compiles `source` with $CC (default cc) and the flags below, unless an object with
- * the same SHA-256 of (source, compiler, flags) is in the cache, and dlopens it.
+ * the same SHA-256 of (source, $CC as written, flags, the host CPU's model and flags
+ * from /proc/cpuinfo) is in the cache, and dlopens it. (The compiler's version is not
+ * in the key: an object from an older compiler stays valid.)
  * Flags: BP_KERNEL_CFLAGS -shared (plus $BPC_CFLAGS).
  * The object is written to a temp name and renamed, so a killed compile leaves no
  * half-written cache entry. On a compile error the compiler's output and the path of
@@ -25,12 +29,14 @@ const char *bp_cache_dir(char *buf, size_t len, bp_err *e);
 void *bp_jit_c(const char *source, bp_err *e);
 
 /* Splits `words` on blanks (CC may be "gcc -O1", as make allows) into argv[*argc ..
- * max). Returns the malloc'd buffer the words point into, to free; NULL on out of memory. */
+ * max); words beyond max are dropped. Returns the malloc'd buffer the words point
+ * into, to free; NULL on out of memory. */
 char *bp_split_words(const char *words, char **argv, int *argc, int max);
 
 /* Runs argv (argv[0] found on $PATH) with stdout and stderr into the file `log`, and
  * waits for it. The child is killed if this process dies first, so an interrupted bpc
- * leaves no compiler running. Returns the wait status, or -1 if it could not start. */
+ * leaves no compiler running. Returns the wait status (a program that cannot be
+ * executed gives exit status 127, as in a shell), or -1 if no child could be made. */
 int bp_run_logged(char **argv, const char *log);
 
 #endif

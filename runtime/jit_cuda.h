@@ -47,7 +47,8 @@ struct bp_exec;
 const char *bp_cuda_describe(const struct bp_exec *x);
 
 /* 1 when an open CUDA exec runs its programs as CUDA graphs: not turned off by
- * BPC_CUDA_GRAPH=0 or BPC_CUDA_SYNC=1 at open, nor by a capture that failed since;
+ * BPC_CUDA_GRAPH=0, BPC_CUDA_SYNC=1 or BPC_PROFILE at open, nor by a capture that
+ * failed since;
  * 0 otherwise, and for any other exec. (Defined in backend_cuda.c.) */
 int bp_cuda_graphs_on(const struct bp_exec *x);
 

@@ -22,10 +22,12 @@
 void bp_linked_key(const char *source, char hex[65]);
 
 /* Registers compiled C kernels: names[i] is the function fns[i]. The arrays are kept,
- * not copied (a trainer's are static). */
+ * not copied (a trainer's are static). The table holds 256 registrations (a trainer
+ * makes a handful); more are ignored. */
 void bp_linked_add_c(const char *key, int n, const char *const *names, void (*const *fns)(void));
 
-/* Registers a CUDA image for `arch` ("sm_90": cubin; "compute_75": PTX, NUL-terminated). */
+/* Registers a CUDA image of len bytes for `arch` ("sm_90": cubin; "compute_75": PTX,
+ * NUL-terminated, len without the NUL). */
 void bp_linked_add_image(const char *key, const char *arch, const unsigned char *image, size_t len);
 
 /* The function of kernel `name` for the C source `source`: 1 and *fn when the source is

@@ -65,14 +65,17 @@ typedef struct {
     void *store_;                  /* private: the file bytes and the parsed names */
 } bp_st_file;
 
-/* "F32", "F64", "I32", "U8" and their element sizes in bytes. */
+/* "F32", "F64", "I32", "U8" and their element sizes in bytes ("?" and 0 for a value
+ * outside the enum). */
 const char *bp_st_dtype_name(bp_st_dtype t);
 size_t bp_st_dtype_size(bp_st_dtype t);
 /* The dtype named s; returns -1 for an unknown name. */
 int bp_st_dtype_parse(const char *s, bp_st_dtype *t);
 
-/* Writes n tensors (in the given order) and nmeta metadata entries (meta may be NULL)
- * to `path`, atomically. Errors: invalid tensor (empty or duplicate name, name
+/* Writes n tensors and nmeta metadata entries (meta may be NULL) to `path`,
+ * atomically. The JSON header lists the tensors in the given order; their data is laid
+ * out by element size, largest first (so that every tensor is aligned to its own
+ * element size), each group in the given order. Errors: invalid tensor (empty or duplicate name, name
  * "__metadata__", ndim out of range, negative dimension, nbytes not matching the
  * shape, NULL data with nbytes > 0), out of memory, or an I/O failure (the message
  * names the file and the system error, e.g. "disk full?"). */

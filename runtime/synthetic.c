@@ -16,11 +16,11 @@ static int fill(bp_split *s, long n, int h, int w, int c, int classes, unsigned 
     s->y = malloc(sizeof *s->y * (size_t)n);
     if (!s->x || !s->y) return bp_fail(e, "out of memory making %ld synthetic images", n);
     for (long i = 0; i < n; i++) {
-        int y = (int)(bp_rand_u32(seed, split, (unsigned)i, 7u, 0u) % (unsigned)classes);
+        int y = (int)(bp_rand_u32(seed, split, (unsigned)i, BP_RNG_SYNTH_LABEL, 0u) % (unsigned)classes);
         s->y[i] = y;
         for (long j = 0; j < S; j++) {
-            unsigned t = bp_rand_u32(seed, 0, (unsigned)y, 8u, (unsigned)j) & 255u;   /* template */
-            unsigned z = bp_rand_u32(seed, split, (unsigned)i, 9u, (unsigned)j) & 255u; /* noise */
+            unsigned t = bp_rand_u32(seed, 0, (unsigned)y, BP_RNG_SYNTH_TEMPLATE, (unsigned)j) & 255u;   /* template */
+            unsigned z = bp_rand_u32(seed, split, (unsigned)i, BP_RNG_SYNTH_NOISE, (unsigned)j) & 255u; /* noise */
             s->x[i * S + j] = (uint8_t)((3 * t + z) / 4);
         }
     }

@@ -2,7 +2,8 @@
  * split that chooses the epoch, early stopping, the best weights kept and tested,
  * checkpoints and a run folder, resume, signals.
  *
- * The protocol is the paper's (lr halved every 100 epochs, at most 500 epochs, early
+ * The protocol is the paper's (Pozzi, Bohte & Roelfsema, "Attention-Gated Brain
+ * Propagation", NeurIPS 2020: lr halved every 100 epochs, at most 500 epochs, early
  * stopping with patience 45 and min_delta 0.001), with the two flaws of its reference
  * code fixed: early stopping watches a validation split held out from the training
  * images unless `--val test` asks for the paper's way, and the weights tested at the
@@ -59,7 +60,8 @@ typedef struct {
     int best_epoch;        /* 1-based epoch of the best validation accuracy: the weights
                               that were tested at the end */
     double best_val_acc;
-    double final_test_acc; /* test accuracy of the best epoch's weights */
+    double final_test_acc; /* test accuracy of the best epoch's weights: the run's
+                              result (not the last epoch's, see last_test_acc) */
     double last_test_acc;  /* test accuracy of the last epoch's weights */
     double final_loss;     /* mean training loss of the last epoch */
     double seconds_per_epoch; /* training time (without evaluation) per epoch */
@@ -72,7 +74,9 @@ typedef struct {
 float bp_lr_at(const bp_train_cfg *t, float lr0, int epoch);
 
 /* A Philox permutation of 0..n-1 for one epoch (Fisher-Yates; draw i is word i of
- * (seed, epoch, 0, BP_RNG_SHUFFLE)), identical on every machine. */
+ * (seed, epoch, 0, BP_RNG_SHUFFLE)), identical on every machine. Position j in [0, i]
+ * is (u * (i + 1)) >> 32 for the 32-bit word u (Lemire's multiply-shift, without his
+ * rejection step: a bias below (i + 1) / 2^32, under 1.5e-5 for 60,000 images). */
 void bp_shuffle(int *idx, long n, uint64_t seed, unsigned int epoch);
 
 /* Early stopping, as a pure function of the validation accuracies.
@@ -113,15 +117,24 @@ int bp_stop_update(bp_stop *s, int epoch, double acc, int patience, double min_d
  * Returns 0; 1 for an error in the user's input (shape mismatch, unknown data set, a
  * resume that does not fit, a run folder in use); 2 for an I/O, target or numerical (NaN/Inf loss) failure;
  * 130/143 when interrupted. The message is in e. */
+/* ir->path must name the readable .bp source: it is hashed into the checkpoints and
+ * copied into the run folder. Weights that turn NaN or infinite while the loss stays
+ * finite (a ReLU maps NaN to 0) stop the run too, before any checkpoint of them. */
 int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e);
 
-/* Runs the eval program over a split; returns the accuracy in [0,1] in *acc.
- * If preds is non-NULL it receives the greedy prediction of every image. */
+/* Runs the eval program over the first `limit` images of a split (all when limit <= 0
+ * or beyond s->n); returns the accuracy in [0,1] in *acc. If preds is non-NULL it
+ * receives the greedy prediction of every image evaluated (room for min(limit, s->n)
+ * ints). Resets and overwrites the BP_STAT_EVAL_* statistics in the arena. Returns 0,
+ * or -1 with e set (out of memory, a target failure). */
 int bp_evaluate(bp_exec *x, const bp_split *s, long limit, int *preds, double *acc, bp_err *e);
 
-/* Loads the data set of a model (as bp_train does, `synthetic` included) and checks
- * that its images and classes fit the model; 1 for a mismatch (located message), 2 for
- * unreadable data. */
+/* Loads the data set of a model (as bp_train does) from data_dir (NULL: the default
+ * root, bp_data_root; "synthetic": a stand-in of the model's shape with the named data
+ * set's split sizes) and checks that its images and classes fit the model. Warns on
+ * stderr when a real data set's splits are not the published sizes. Returns 0; 1 for a
+ * mismatch (located message) or a model that names no data set (unless synthetic); 2
+ * for unreadable data. */
 int bp_load_data_for(const bp_ir *ir, const char *data_dir, bp_dataset *ds, bp_err *e);
 
 #endif

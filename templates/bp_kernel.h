@@ -2,7 +2,10 @@
  *
  * A kernel is one loop body over an index i in [0, count) (count times the live batch
  * size nb for per-sample kernels). The C target wraps the body in an OpenMP loop, the
- * CUDA target in a grid-stride loop; the body text is the same, so the arithmetic is.
+ * CUDA target in a grid-stride loop. The body text is the same, so the arithmetic is,
+ * up to what the compilers may change: NVRTC fuses a * b + c into one FMA (its default
+ * --fmad=true) where gcc -std=c11 does not, and CUDA's expf/logf are not glibc's. So
+ * the targets agree to float rounding, not bit for bit (tests/gpu/check.sh measures it).
  * Every kernel takes the same four arguments:
  *   A  float arena: weights, activations, feedback, batch-norm state, statistics
  *   I  int arena: labels, actions, greedy predictions, pooling argmax

@@ -39,10 +39,14 @@ BP_FN bp_u32x4 bp_philox4x32(bp_u32x4 ctr, unsigned int k0, unsigned int k1) {
 }
 
 /* Purposes: the fourth counter word, so that no two uses share a stream. Dropout
- * layers use BP_RNG_DROPOUT + layer index. */
+ * layers use BP_RNG_DROPOUT + layer index. The synthetic data set (runtime/synthetic.c)
+ * draws under its own key, with purposes BP_RNG_SYNTH_*. */
 #define BP_RNG_SHUFFLE 1u
 #define BP_RNG_EXPLORE 2u
 #define BP_RNG_INIT 3u
+#define BP_RNG_SYNTH_LABEL 7u
+#define BP_RNG_SYNTH_TEMPLATE 8u
+#define BP_RNG_SYNTH_NOISE 9u
 #define BP_RNG_DROPOUT 16u
 
 /* The block at counter {block, sample, step, purpose}: four independent words. */

@@ -7,7 +7,7 @@ typedef float bp_real;
 #define BP_LOG logf
 #define BP_SQRT sqrtf
 #define BP_FN static __device__ __forceinline__
-/* ReLU as a function, not a macro: the argument is read once, so a loop of
- * BP_RELU(A[...]) has no conditional load and the compiler vectorises it. */
+/* ReLU as a function, not a macro: the argument is read once (a macro would load
+ * A[...] twice), and the C prelude's twin matches it. */
 BP_FN bp_real BP_RELU(bp_real x) { return x > BP_C(0.0) ? x : BP_C(0.0); }
 #define BP_NEG_INF (__int_as_float(0xff800000))
