@@ -184,11 +184,18 @@ static int read_setting(int k, const bp_stmt *s, bp_diag *d, bp_train_cfg *t,
     case S_INIT: {
         static const bp_optspec o[] = { { "normal", BP_OPT_NUM, 1, "normal 0.005" } };
         rc = bp_read_opts(d, s, s->args, USAGE[k], o, 1, seen, SETTINGS);
+        if (seen[0].val &&
+            bp_get_float(d, seen[0].val, "init std", 0, 1, INFINITY, 0, &t->init_std))
+            rc = -1;
         /* A normal draw is at most about 6.7 std (Box-Muller from 32-bit uniforms), so
          * up to FLT_MAX / 8 every initial weight is a finite float. */
-        if (seen[0].val &&
-            bp_get_float(d, seen[0].val, "init std", 0, 1, FLT_MAX / 8, 0, &t->init_std))
+        else if (seen[0].val && t->init_std > FLT_MAX / 8) {
+            char c[BP_CLIP];
+            bp_diag_error(d, seen[0].val->loc, "init std %s is too large: a draw of 6.7 std "
+                          "would not fit a float", bp_clip(seen[0].val->text, c));
+            bp_diag_hint(d, "at most %.3g; the paper uses 0.005", FLT_MAX / 8);
             rc = -1;
+        }
         return rc;
     }
     }

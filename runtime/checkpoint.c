@@ -166,9 +166,9 @@ void bp_ckpt_meta_free(bp_ckpt_meta *mt) {
 
 int bp_ckpt_write(const char *path, const bp_ir *ir, const bp_plan *p, const float *snap,
                   const bp_ckpt_meta *mt, bp_err *e) {
-    for (int i = 0; mt && i <= mt->n; i++)
-        if (mt->oom || (i < mt->n && (!mt->m[i].key || !mt->m[i].value)))
-            return bp_fail(e, "%s: out of memory building the metadata", path);
+    int oom = mt && mt->oom;
+    for (int i = 0; mt && i < mt->n; i++) oom |= !mt->m[i].key || !mt->m[i].value;
+    if (oom) return bp_fail(e, "%s: out of memory building the metadata", path);
     long total = bp_ckpt_floats(p);
     float *buf = malloc(sizeof *buf * (size_t)(total ? total : 1));
     size_t nt = p->ntensors > 0 ? (size_t)p->ntensors : 1;

@@ -326,7 +326,6 @@ static int save(run *r, const char *kind, const float *snap, int epoch, long ste
     return rc;
 }
 
-/* Writes last.safetensors from the arena as the run stands now. */
 /* "; the last good checkpoint is DIR/last.safetensors (epoch N)", or "" when the run
  * has saved none. */
 static void last_good(const run *r, char *buf, size_t n) {
@@ -351,6 +350,7 @@ static int weights_finite(const run *r, const float *snap, bp_err *e) {
                    r->p->tensors[k].name, kept), -1;
 }
 
+/* Writes last.safetensors from the arena as the run stands now. */
 static int save_last(run *r, bp_err *e) {
     if (!r->dir[0]) return 0;
     if (bp_ckpt_get(&r->x, r->snap, e) || weights_finite(r, r->snap, e)) return -1;
