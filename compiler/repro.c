@@ -133,7 +133,8 @@ static int read_summary(cell *c) {
     snprintf(c->dataset, sizeof c->dataset, "%s", jstr(j, "dataset"));
     cJSON_Delete(j);
     if (!ok) {
-        fprintf(stderr, "bpc: error: %s is not a bpc run summary\n", path);
+        fprintf(stderr, "bpc: error: %s is not a bpc run summary; that run counts as failed "
+                        "(delete the file to train it again)\n", path);
         return -2;
     }
     /* the wall time: the seconds of every epoch (training and evaluation) */
@@ -485,7 +486,7 @@ int bp_cmd_repro(int argc, char **argv) {
                 cell *c = &cells[idx];
                 int want = epochs > 0 ? (int)epochs : irs[m]->train.epochs;
                 int have = read_summary(c);
-                if (have == -2) { rc = 2; stop = 1; break; }
+                if (have == -2) { c->state = 2; failed++; continue; } /* the others still count */
                 if (have == 0 && (c->epochs_run >= want || !strcmp(c->stopped, "early_stop"))) {
                     if (check_cell(c, shas[m], limit, test_limit, &val, lr)) { rc = 1; stop = 1; break; }
                     c->state = 1;

@@ -168,6 +168,16 @@ void *bp_jit_c(const char *source, bp_err *e) {
     }
     char digest[66];
     if (bp_sha256_file(tmp, digest, e)) { unlink(tmp); return NULL; }
+    /* Load our own object before it enters the cache: another process that finds the
+     * entry without its digest (written last, below) takes it for a damaged one and
+     * deletes it, which must not take our model with it. */
+    h = dlopen(tmp, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    if (!h) {
+        const char *why = dlerror();
+        bp_fail(e, "%s: cannot load the compiled model: %s", tmp, why ? why : "unknown reason");
+        unlink(tmp);
+        return NULL;
+    }
     if (rename(tmp, so)) {
         unlink(tmp);
         bp_fail(e, "%s: cannot put the compiled model into the cache: %s", so, strerror(errno));
@@ -180,7 +190,5 @@ void *bp_jit_c(const char *source, bp_err *e) {
         return NULL;
     }
     unlink(log);
-    h = load_checked(so);
-    if (!h) bp_fail(e, "%s: cannot load the compiled model: %s", so, dlerror());
     return h;
 }

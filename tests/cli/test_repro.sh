@@ -110,6 +110,20 @@ else
     bad "the freed cell is taken up" "$T/r5.log"
 fi
 
+# ---- a damaged summary.json: that cell fails, the other three stay in the table --------------
+C3=$G/mnist_dense-ebp-seed1
+cp "$C3/summary.json" "$T/summary1.json"
+echo '{}' > "$C3/summary.json"
+repro > "$T/r6.log" 2>&1; rc=$?
+if [ "$rc" -eq 2 ] && grep -q "ebp-seed1/summary.json is not a bpc run summary; that run counts as failed" "$T/r6.log" &&
+   grep -q "3 of 4 runs done (some failed" "$T/r6.log" && grep -q "^| mnist_dense | BrainProp | 2 of 2 |" "$G/results.md" &&
+   grep -q "^| mnist_dense-ebp-seed1 | 1 | failed |" "$G/results.md"; then
+    ok "a damaged summary fails its own cell only (exit 2), the table keeps the others"
+else
+    bad "a damaged summary (exit $rc)" "$T/r6.log"; sed 's/^/  /' "$G/results.md" | head -20
+fi
+cp "$T/summary1.json" "$C3/summary.json"
+
 # ---- refusals -------------------------------------------------------------------------------
 expect "a finished cell trained with another --limit" 1 "mnist_dense-brainprop-seed1 was trained with --limit 1000" \
     env BPC_GNUPLOT=none "$BPC" repro --models mnist_dense --seeds 1,2 --out "$G" --data "$DATA" --target cpu \
