@@ -6,6 +6,7 @@
  * cannot disagree.
  */
 #include "checkpoint.h"
+#include "utf8.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <math.h>
@@ -135,6 +136,11 @@ void bp_ckpt_meta_set(bp_ckpt_meta *mt, const char *key, const char *fmt, ...) {
     int len = vasprintf(&v, fmt, ap);
     va_end(ap);
     if (len < 0) v = NULL;
+    if (v) { /* the header is JSON, so UTF-8: a file name may not be */
+        char *u = bp_utf8_fix(v);
+        free(v);
+        v = u;
+    }
     for (int i = 0; i < mt->n; i++)
         if (mt->m[i].key && !strcmp(mt->m[i].key, key)) {
             free((char *)mt->m[i].value);

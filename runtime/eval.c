@@ -9,18 +9,31 @@
 #include "checkpoint.h"
 #include "files.h"
 #include "data.h"
+#include "utf8.h"
 #include "train.h"
 
-/* Writes s as a JSON string. */
+/* Writes s as a JSON string: valid UTF-8 (a byte outside a well-formed sequence, as a
+ * file or class name may hold, becomes U+FFFD), control characters escaped. */
 static void json_str(FILE *f, const char *s) {
     fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int k = bp_utf8_seq(p);
+        if (!k) { fputs("\\ufffd", f); p++; continue; }
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fwrite(p, 1, (size_t)k, f);
+        p += k;
     }
     fputc('"', f);
+}
+
+/* A class name for the terminal: control characters (an escape sequence in a damaged
+ * names file) are shown as '?'. */
+static void name_out(FILE *f, const char *pre, const char *s, const char *post) {
+    fputs(pre, f);
+    for (; *s; s++) fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+    fputs(post, f);
 }
 
 int bp_eval_checkpoint(bp_ir *ir, const char *ckpt, const bp_eval_opts *o, bp_err *e) {
@@ -109,9 +122,11 @@ int bp_eval_checkpoint(bp_ir *ir, const char *ckpt, const bp_eval_opts *o, bp_er
                 if (bi < 0) break;
                 const char *ny = ds.class_names && ds.class_names[bi / K] ? ds.class_names[bi / K] : NULL;
                 const char *nq = ds.class_names && ds.class_names[bi % K] ? ds.class_names[bi % K] : NULL;
-                fprintf(out, "  %6ld  true %ld%s%s%s, predicted %ld%s%s%s\n", conf[bi], bi / K,
-                        ny ? " (" : "", ny ? ny : "", ny ? ")" : "", bi % K, nq ? " (" : "",
-                        nq ? nq : "", nq ? ")" : "");
+                fprintf(out, "  %6ld  true %ld", conf[bi], bi / K);
+                if (ny) name_out(out, " (", ny, ")");
+                fprintf(out, ", predicted %ld", bi % K);
+                if (nq) name_out(out, " (", nq, ")");
+                fputc('\n', out);
                 conf[bi] = -conf[bi]; /* shown; restored below */
             }
             for (long i = 0; i < (long)K * K; i++) if (conf[i] < 0) conf[i] = -conf[i];
@@ -132,7 +147,7 @@ int bp_eval_checkpoint(bp_ir *ir, const char *ckpt, const bp_eval_opts *o, bp_er
             for (int q = 0; q < K; q++) fprintf(out, " %*ld", w, conf[(long)y * K + q]);
             if (row) fprintf(out, "  %6.4f", (double)conf[(long)y * K + y] / (double)row);
             else fprintf(out, "  %6s", "-");
-            if (ds.class_names && ds.class_names[y]) fprintf(out, "  %s", ds.class_names[y]);
+            if (ds.class_names && ds.class_names[y]) name_out(out, "  ", ds.class_names[y], "");
             fputc('\n', out);
         }
     }

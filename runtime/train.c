@@ -276,7 +276,9 @@ static void fill_meta(run *r, bp_ckpt_meta *mt, const char *kind, int epoch, lon
                      "purpose) for dropout and exploration, (epoch, 0, shuffle) for the order");
     bp_ckpt_meta_set(mt, "batch", "%d", r->p->batch);
     bp_ckpt_meta_set(mt, "dataset", "%s", r->ds.name);
-    /* absolute, so that a resume from another directory finds the data */
+    /* absolute, so that a resume from another directory finds the data (a folder name
+     * that is not UTF-8 is stored with U+FFFD for its bad bytes: such a run resumes
+     * only with --data given again) */
     char *abs = r->o.data_dir && strcmp(r->o.data_dir, "synthetic") ? realpath(r->o.data_dir, NULL) : NULL;
     bp_ckpt_meta_set(mt, "data_dir", "%s", abs ? abs : r->o.data_dir ? r->o.data_dir : "");
     free(abs);

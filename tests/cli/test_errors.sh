@@ -81,6 +81,23 @@ expect "eval of a NaN checkpoint" 1 "holds 1 NaN or infinite value (the first in
 cp "$T/nan.safetensors" "$T/run/last.safetensors"
 expect "resume from a NaN checkpoint" 1 "NaN or infinite" "$BPC" train --resume "$T/run" --data "$DATA"
 
+# a model file whose name is not UTF-8: the checkpoint header and eval --json stay valid JSON
+bad_name="$T/$(printf 'm\303(')".bp
+cp models/mnist_dense.bp "$bad_name"
+if "$BPC" train "$bad_name" --data "$DATA" --epochs 1 --limit 256 --test-limit 32 --out "$T/run8" > "$T/log" 2>&1 &&
+   "$BPC" eval "$bad_name" "$T/run8" --data "$DATA" --test-limit 32 --json > "$T/eval.json" 2>> "$T/log" &&
+   /usr/bin/python3 - "$T/eval.json" "$T/run8/last.safetensors" >> "$T/log" 2>&1 <<'PY'
+import json, struct, sys
+ev = json.load(open(sys.argv[1], encoding="utf-8"))
+assert ev["source"].endswith("m\ufffd(.bp"), ev["source"]
+b = open(sys.argv[2], "rb").read()
+(n,) = struct.unpack("<Q", b[:8])
+meta = json.loads(b[8:8 + n].decode("utf-8"))["__metadata__"]
+assert meta["source_file"].endswith("m\ufffd(.bp"), meta["source_file"]
+PY
+then echo "ok   a file name that is not UTF-8 gives valid JSON"
+else echo "FAIL a file name that is not UTF-8:"; sed 's/^/  /' "$T/log" | tail -n 15; fails=$((fails + 1)); fi
+
 # a model whose input does not fit the data set: a located error, status 1
 sed 's/input     28 x 28 x 1;/input     32 x 32 x 3;/' models/mnist_conv.bp > "$T/wrong_input.bp"
 expect "input vs data shape" 1 "wrong_input.bp:5:3: error: the input is 32x32x3, but mnist images are 28x28x1" \
