@@ -697,6 +697,15 @@ static int decode_zip(const tin_list *L, bp_dataset *d, bp_err *e) {
     for (long i = 0; i < L->n; i++) by_rel[i] = i;
     g_rel_list = L;
     qsort(by_rel, (size_t)L->n, sizeof *by_rel, cmp_rel);
+    /* one image named twice would be listed twice and decoded once */
+    for (long i = 1; i < L->n; i++)
+        if (!strcmp(L->img[by_rel[i - 1]].rel, L->img[by_rel[i]].rel)) {
+            bp_fail(e, "%s: holds %s%s twice (a damaged or re-zipped archive): " FIX, L->src,
+                    L->prefix, L->img[by_rel[i]].rel);
+            free(by_rel);
+            free(done);
+            return -1;
+        }
     int rc = 0, ar = ARCHIVE_EOF;
     long ndone = 0;
     size_t pl = strlen(L->prefix);
@@ -767,15 +776,21 @@ static void labels_to_le(const int *y, long n, uint8_t *out) {
 
 int bp_tin_cache_read(const char *path, const bp_tin_key *key, bp_dataset *d, bp_err *e) {
     uint8_t h[HDR];
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    /* O_NONBLOCK: opening a FIFO found there must not wait for a writer */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         if (errno == ENOENT) return (bp_fail(e, "%s: no cache", path), 1);
         return bp_fail(e, "%s: cannot open the Tiny ImageNet cache: %s", path, strerror(errno));
     }
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return bp_fail(e, "%s: not a regular file, so not a Tiny ImageNet cache", path);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return bp_fail(e, "%s: cannot open the Tiny ImageNet cache: %s", path, strerror(errno));
     }
     long long fsize = (long long)st.st_size;
     int rc = -1;

@@ -51,6 +51,37 @@ for spec in cifar10_conv:c10 cifar100_conv:c100 cifar10_loccon:c10 tinyimagenet_
         echo "FAIL $m on the $d fixture:"; tail -n 15 "$T/log" | sed 's/^/  /'; fails=$((fails + 1))
     fi
 done
+# Tiny ImageNet: a FIFO where the cache goes is rebuilt over (opening it must not wait
+# for a writer); a zip that holds one image twice is refused by name
+printf 'model tins {\n input 64x64x3; maxpool size 16; output 200 brainprop;\n}\ntrain { data tinyimagenet; batch 4; epochs 1; }\n' > "$T/tins.bp"
+rm -f "$T/tin/tiny-imagenet-200/tinyimagenet.bpc-cache"
+mkfifo "$T/tin/tiny-imagenet-200/tinyimagenet.bpc-cache"
+if timeout 120 "$BPC" train "$T/tins.bp" --data "$T/tin" --target cpu > "$T/log" 2>&1 &&
+   grep -q "not a regular file, so not a Tiny ImageNet cache; rebuilding it" "$T/log" &&
+   [ -f "$T/tin/tiny-imagenet-200/tinyimagenet.bpc-cache" ]; then
+    echo "ok   a FIFO at the Tiny ImageNet cache is replaced, not waited on"
+else
+    echo "FAIL a FIFO at the Tiny ImageNet cache:"; tail -n 5 "$T/log" | sed 's/^/  /'; fails=$((fails + 1))
+fi
+/usr/bin/python3 - "$T/tin" "$T/dup/tiny-imagenet-200.zip" <<'PY'
+import os, sys, warnings, zipfile
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(os.path.dirname(out))
+names = sorted(os.path.relpath(os.path.join(d, f), src) for d, _, fs in os.walk(src) for f in fs
+               if not f.endswith("bpc-cache"))
+warnings.simplefilter("ignore")   # zipfile warns about the duplicate: that is the point
+with zipfile.ZipFile(out, "w") as z:
+    for n in names: z.write(os.path.join(src, n), n)
+    first = next(n for n in names if "/train/" in n)
+    z.write(os.path.join(src, first), first)
+PY
+if "$BPC" train "$T/tins.bp" --data "$T/dup" --target cpu > "$T/log" 2>&1; then rc=0; else rc=$?; fi
+if [ "$rc" -eq 2 ] && grep -q "tiny-imagenet-200.zip: holds tiny-imagenet-200/train/.* twice" "$T/log"; then
+    echo "ok   a zip that holds an image twice is refused, naming it"
+else
+    echo "FAIL a zip with a duplicate member (exit $rc):"; tail -n 5 "$T/log" | sed 's/^/  /'; fails=$((fails + 1))
+fi
+
 # a file cut at a record boundary still parses, so training says how far the splits are
 # from the published sizes (the fixture holds 150 of CIFAR-10's 50,000 training images)
 if grep -q "warning: cifar10 from $T/c10/cifar-10-batches-bin has 150 training and 20 test images, but the published set has 50000 and 10000" "$T/log.cifar10_conv"; then
