@@ -55,7 +55,7 @@ int bp_eval_checkpoint(bp_ir *ir, const char *ckpt, const bp_eval_opts *o, bp_er
     if (!snap) { rc = (bp_fail(e, "out of memory"), 2); goto out; }
     rc = bp_ckpt_read(path, ir->path, ir, p, sha, snap, &f, e);
     if (rc) { rc = rc == BP_CKPT_MISMATCH ? 1 : 2; goto out; }
-    if ((rc = bp_load_data_for(ir, o->data_dir, &ds, e))) goto out;
+    if ((rc = bp_load_data_for(ir, o->data_dir, 0, o->test_limit, &ds, e))) goto out;
     long n = o->test_limit > 0 && o->test_limit < ds.test.n ? o->test_limit : ds.test.n;
     int K = ds.classes;
     preds = malloc(sizeof *preds * (size_t)(n ? n : 1));

@@ -129,7 +129,8 @@ int bp_evaluate(bp_exec *x, const bp_split *s, long limit, int *preds, double *a
     return rc;
 }
 
-int bp_load_data_for(const bp_ir *ir, const char *data_dir, bp_dataset *ds, bp_err *e) {
+int bp_load_data_for(const bp_ir *ir, const char *data_dir, long limit, long test_limit,
+                     bp_dataset *ds, bp_err *e) {
     const bp_layer *in = &ir->layers[0], *out = &ir->layers[ir->n - 1];
     const char *n = ir->train.dataset;
     memset(ds, 0, sizeof *ds);
@@ -143,6 +144,9 @@ int bp_load_data_for(const bp_ir *ir, const char *data_dir, bp_dataset *ds, bp_e
         long ntrain = 60000, ntest = 10000;
         if (!n[0]) n = "model";
         bp_dataset_published(n, &ntrain, &ntest);
+        /* image i depends on i alone, so the first `limit` are the same either way */
+        if (limit > 0 && limit < ntrain) ntrain = limit;
+        if (test_limit > 0 && test_limit < ntest) ntest = test_limit;
         if (bp_dataset_synthetic(n, in->out.h, in->out.w, in->out.c, out->units, ntrain, ntest, ds, e))
             return 2;
     } else {
@@ -618,7 +622,7 @@ static void progress_line(run *r, int ep, long s, double rate, const float *st, 
 
 /* Loads the data and splits off the validation images. */
 static int setup_data(run *r, bp_err *e) {
-    int rc = bp_load_data_for(r->ir, r->o.data_dir, &r->ds, e);
+    int rc = bp_load_data_for(r->ir, r->o.data_dir, r->o.limit, r->o.test_limit, &r->ds, e);
     if (rc) return rc;
     long total = r->ds.train.n;
     if (r->o.limit > 0 && r->o.limit < total) r->ds.train.n = (int)r->o.limit;

@@ -131,10 +131,12 @@ int bp_evaluate(bp_exec *x, const bp_split *s, long limit, int *preds, double *a
 
 /* Loads the data set of a model (as bp_train does) from data_dir (NULL: the default
  * root, bp_data_root; "synthetic": a stand-in of the model's shape with the named data
- * set's split sizes) and checks that its images and classes fit the model. Warns on
+ * set's split sizes, or only the first `limit` training and `test_limit` test images
+ * where those are > 0) and checks that its images and classes fit the model. Warns on
  * stderr when a real data set's splits are not the published sizes. Returns 0; 1 for a
  * mismatch (located message) or a model that names no data set (unless synthetic); 2
  * for unreadable data. */
-int bp_load_data_for(const bp_ir *ir, const char *data_dir, bp_dataset *ds, bp_err *e);
+int bp_load_data_for(const bp_ir *ir, const char *data_dir, long limit, long test_limit,
+                     bp_dataset *ds, bp_err *e);
 
 #endif
