@@ -201,6 +201,7 @@ static int load_archive(const cifar_desc *D, bp_cifar_kind kind, const char *src
     archive_read_support_filter_gzip(a);  /* and plain tar; no external filter programs */
     archive_read_support_format_tar(a);
     int rc = 0, seen[MAX_FILES] = {0}, seen_names = 0;
+    char first[MAX_FILES][256]; /* where each file was found, for the message */
     if (archive_read_open_filename(a, src, 1 << 16) != ARCHIVE_OK) {
         rc = bp_fail(e, "%s: cannot read the archive (libarchive: %s); %s", src,
                      archive_error_string(a), fix);
@@ -214,9 +215,15 @@ static int load_archive(const cifar_desc *D, bp_cifar_kind kind, const char *src
         const char *base = bp_basename(p);
         int k = -1;
         for (int i = 0; i < D->nfiles; i++)
-            if (!strcmp(base, D->files[i]) && !seen[i]) k = i;
+            if (!strcmp(base, D->files[i])) k = i;
+        if (k >= 0 && seen[k]) { /* which copy is meant? a tar may append a newer one */
+            rc = bp_fail(e, "%s: holds %s twice (%s, then %s); extract the one you mean into a "
+                         "%s/ folder, or %s", src, base, first[k], p, D->folder, fix);
+            goto done;
+        }
         int is_names = k < 0 && !strcmp(base, D->names_file) && !seen_names;
         if (k < 0 && !is_names) continue;
+        if (k >= 0) snprintf(first[k], sizeof first[k], "%s", p);
         snprintf(what, sizeof what, "%s:%s", src, p);
         uint8_t *buf;
         size_t n;

@@ -106,7 +106,7 @@ int bp_idx_read(const char *path, int ndims, uint8_t **data, int dims[3], bp_err
 int bp_mnist_load(const char *dir, const char *name, bp_dataset *d, bp_err *e);
 
 /* The data folder: `flag` (from --data) if non-NULL, else $BPC_DATA, else
- * $XDG_CACHE_HOME/bpc/data, else HOME/.cache/bpc/data (HOME from the password entry
+ * $XDG_CACHE_HOME/bpc/data (when absolute), else HOME/.cache/bpc/data (HOME from the password entry
  * when $HOME is unset). Writes into buf and returns it, or returns NULL when the path
  * does not fit in len bytes. */
 const char *bp_data_root(const char *flag, char *buf, size_t len);

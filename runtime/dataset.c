@@ -310,9 +310,12 @@ int bp_dataset_locate(const char *name, const char *root, char *path, size_t len
 
     char how[4400], looked[1024];
     snprintf(how, sizeof how, w->how, root);
-    if (!root_ok)
-        return bp_fail(e, "%s: no such folder; give the data folder with --data DIR or "
-                       "$BPC_DATA, or %s", root, how);
+    if (!root_ok) {
+        struct stat st;
+        int exists = stat(root, &st) == 0;
+        return bp_fail(e, "%s: %s; give the data folder with --data DIR or $BPC_DATA, or %s", root,
+                       exists ? "not a folder (nor a data set's archive)" : "no such folder", how);
+    }
     int n = snprintf(looked, sizeof looked, "%s%s in it and in %s/", w->probe,
                      w->probe_gz ? "[.gz]" : "", w->folder);
     if (w->archive && n > 0 && (size_t)n < sizeof looked)

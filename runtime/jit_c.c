@@ -19,7 +19,7 @@
 
 const char *bp_cache_dir(char *buf, size_t len, bp_err *e) {
     const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
-    if (x && *x) snprintf(buf, len, "%s/bpc", x);
+    if (x && *x == '/') snprintf(buf, len, "%s/bpc", x); /* XDG: a relative one is ignored */
     else if (h && *h) snprintf(buf, len, "%s/.cache/bpc", h);
     else snprintf(buf, len, "/tmp/bpc-cache-%d", (int)getuid());
     if (bp_mkdirs(buf)) {

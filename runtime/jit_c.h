@@ -5,7 +5,8 @@
 #include <stddef.h>
 #include "err.h"
 
-/* The cache folder: $XDG_CACHE_HOME/bpc, else $HOME/.cache/bpc, else
+/* The cache folder: $XDG_CACHE_HOME/bpc (when absolute, as the XDG spec asks), else
+ * $HOME/.cache/bpc, else
  * /tmp/bpc-cache-UID (created if missing). Writes into buf; returns buf, or NULL with
  * e set. Shared: the CUDA JIT caches there too, and the Tiny ImageNet loader puts its
  * decoded images there when it cannot write beside the data. */

@@ -116,7 +116,7 @@ const char *bp_data_root(const char *flag, char *buf, size_t len) {
         n = snprintf(buf, len, "%s", flag);
     else if ((v = getenv("BPC_DATA")) && *v)
         n = snprintf(buf, len, "%s", v);
-    else if ((v = getenv("XDG_CACHE_HOME")) && *v)
+    else if ((v = getenv("XDG_CACHE_HOME")) && *v == '/') /* XDG: a relative one is ignored */
         n = snprintf(buf, len, "%s/bpc/data", v);
     else {
         v = getenv("HOME");

@@ -1028,8 +1028,8 @@ int bp_tinyimagenet_load(const char *src, bp_dataset *d, FILE *msg, bp_err *e) {
         else d->test.y[i - L.ntrain] = L.img[i].label;
     }
     if (msg)
-        fprintf(msg, "bpc: decoding the %ld Tiny ImageNet JPEGs in %s (once: they are cached in "
-                "%s)\n", L.n, src, primary);
+        fprintf(msg, "bpc: decoding the %ld Tiny ImageNet JPEGs in %s (once: they are cached, "
+                "beside the data or else in bpc's cache folder)\n", L.n, src);
     double t0 = now_s();
     rc = L.zip ? decode_zip(&L, d, e) : decode_folder(&L, d, e);
     if (rc) goto out;

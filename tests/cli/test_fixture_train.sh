@@ -82,6 +82,22 @@ else
     echo "FAIL a zip with a duplicate member (exit $rc):"; tail -n 5 "$T/log" | sed 's/^/  /'; fails=$((fails + 1))
 fi
 
+# a CIFAR archive that holds a batch file twice: which one is meant is not guessed
+/usr/bin/python3 - "$T/c10" "$T/c10dup/cifar-10-binary.tar.gz" <<'PY'
+import os, sys, tarfile
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(os.path.dirname(out))
+with tarfile.open(out, "w:gz") as t:
+    t.add(os.path.join(src, "cifar-10-batches-bin", "test_batch.bin"), "junk/old/test_batch.bin")
+    t.add(os.path.join(src, "cifar-10-batches-bin"), "cifar-10-batches-bin")
+PY
+if "$BPC" train models/cifar10_conv.bp --data "$T/c10dup" --target cpu --epochs 1 > "$T/log" 2>&1; then rc=0; else rc=$?; fi
+if [ "$rc" -eq 2 ] && grep -q "holds test_batch.bin twice (junk/old/test_batch.bin, then cifar-10-batches-bin/test_batch.bin)" "$T/log"; then
+    echo "ok   a CIFAR archive with a batch file twice is refused"
+else
+    echo "FAIL a CIFAR archive with a batch file twice (exit $rc):"; tail -n 5 "$T/log" | sed 's/^/  /'; fails=$((fails + 1))
+fi
+
 # a file cut at a record boundary still parses, so training says how far the splits are
 # from the published sizes (the fixture holds 150 of CIFAR-10's 50,000 training images)
 if grep -q "warning: cifar10 from $T/c10/cifar-10-batches-bin has 150 training and 20 test images, but the published set has 50000 and 10000" "$T/log.cifar10_conv"; then
