@@ -377,7 +377,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     long MM = tensor_off(tensor(c, l, "moving_mean", C, BP_INIT_ZEROS, 0, 0));
     long MV = tensor_off(tensor(c, l, "moving_variance", C, BP_INIT_ONES, 0, 0));
     if (c->oom) return;
-    long xhat = alloc_f(c, B * S), mean = alloc_f(c, C), inv = alloc_f(c, C);
+    long mean = alloc_f(c, C), inv = alloc_f(c, C);
     long dg = alloc_f(c, C), db = alloc_f(c, C);
     char what[64];
     snprintf(what, sizeof what, "batchnorm@%d:%d forward", L->loc.line, L->loc.col);
@@ -446,16 +446,17 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
         1 - BN_MOMENTUM, MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM), B * HW);
     }
     /* with the ReLU fused, the normalisation also stores relu(z) back for the ReLU's
-     * backward gate */
+     * backward gate. The normalised input xhat is not kept: the backward pass computes
+     * it again from the input, with the same float operations, so to the same bits
+     * (a buffer of B * S floats less, and one stream less to write). */
     char wb[96] = "";
     if (fuse_relu) snprintf(wb, sizeof wb, "    A[%ldL + i] = x;\n", in->act);
     int kn = kernel(c, S, 1, "bn_norm",
         "bp_real x = %s(A[%ldL + i]);\n"
         "%s"
         "    bp_real xh = (x - A[%ldL + ch]) * A[%ldL + ch];\n"
-        "    A[%ldL + i] = xh;\n"
         "    A[%ldL + i] = A[%ldL + ch] * xh + A[%ldL + ch];",
-        rl, in->act, wb, mean, inv, xhat, out->act, G, BE);
+        rl, in->act, wb, mean, inv, out->act, G, BE);
     int ke = kernel(c, S, 1, "bn_infer",
         "bp_real x = %s(A[%ldL + i]);\n"
         "%s"
@@ -469,6 +470,11 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     run(c, ev, ke, what);
 
     snprintf(what, sizeof what, "batchnorm@%d:%d backward", L->loc.line, L->loc.col);
+    /* xhat of element r (row) and channel ch, as bn_norm computed it; the input holds
+     * relu(z) by then when the ReLU is fused */
+    char xh_row[160], xh_i[160];
+    snprintf(xh_row, sizeof xh_row, "(A[%ldL + r * %ldL + ch] - A[%ldL + ch]) * A[%ldL + ch]",
+             in->act, C, mean, inv);
     if (parts) {
         /* sum(dy * xhat) and sum(dy) per channel: per part of rows, then in order */
         run(c, bw, per_channel(c, kernel(c, P * C, 1, "bn_reduce_partial",
@@ -476,12 +482,13 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
             "    double sg = 0.0, sb = 0.0;\n"
             "    for (long r = r0; r < r0 + %ldL; r++) {\n"
             "        double dy = A[%ldL + r * %ldL + ch];\n"
-            "        sg += dy * A[%ldL + r * %ldL + ch];\n"
+            "        bp_real xh = %s;\n"
+            "        sg += dy * xh;\n"
             "        sb += dy;\n"
             "    }\n"
             "    A[%ldL + i * 2] = (bp_real)sg;\n"
             "    A[%ldL + i * 2 + 1] = (bp_real)sb;",
-            M, M, out->fb, C, xhat, C, part, part), C), what);
+            M, M, out->fb, C, xh_row, part, part), C), what);
         run(c, bw, heavy(c, kernel(c, C, 0, "bn_reduce",
             "const long K = (long)d.nb * %ldL;\n"
             "    double sg = 0.0, sb = 0.0;\n"
@@ -495,22 +502,26 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     } else {
         run(c, bw, heavy(c, kernel(c, C, 0, "bn_reduce",
         "long n = (long)d.nb * %ldL;\n"
+        "    const long ch = i;\n"
         "    double sg = 0.0, sb = 0.0;\n"
         "    for (long r = 0; r < n; r++) {\n"
-        "        double dy = A[%ldL + r * %ldL + i];\n"
-        "        sg += dy * A[%ldL + r * %ldL + i];\n"
+        "        double dy = A[%ldL + r * %ldL + ch];\n"
+        "        bp_real xh = %s;\n"
+        "        sg += dy * xh;\n"
         "        sb += dy;\n"
         "    }\n"
         "    A[%ldL + i] = (bp_real)sg;\n"
         "    A[%ldL + i] = (bp_real)sb;",
-        HW, out->fb, C, xhat, C, dg, db), B * HW), what);
+        HW, out->fb, C, xh_row, dg, db), B * HW), what);
     }
+    snprintf(xh_i, sizeof xh_i, "(A[%ldL + i] - A[%ldL + ch]) * A[%ldL + ch]", in->act, mean, inv);
     if (need_dx)
         run(c, bw, per_channel(c, kernel(c, S, 1, "bn_dx",
             "bp_real n = (bp_real)((long)d.nb * %ldL);\n"
+            "    bp_real xh = %s;\n"
             "    A[%ldL + i] = A[%ldL + ch] * A[%ldL + ch] *\n"
-            "        (A[%ldL + i] - A[%ldL + ch] / n - A[%ldL + i] * A[%ldL + ch] / n);",
-            HW, in->fb, G, inv, out->fb, db, xhat, dg), C), what);
+            "        (A[%ldL + i] - A[%ldL + ch] / n - xh * A[%ldL + ch] / n);",
+            HW, xh_i, in->fb, G, inv, out->fb, db, dg), C), what);
     run(c, bw, kernel(c, C, 0, "bn_update",
         "A[%ldL + i] -= d.lr * A[%ldL + i];\n"
         "    A[%ldL + i] -= d.lr * A[%ldL + i];",
