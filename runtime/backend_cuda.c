@@ -312,30 +312,28 @@ static int arena(cuda *s, bp_arena a, long off, long n, CUdeviceptr *ptr, bp_err
     return 0;
 }
 
-static int cuda_put(bp_exec *x, bp_arena a, long off, const void *src, long n, bp_err *e) {
+/* One copy between host memory and an arena, in stream order, waited for: so that it
+ * also reports an error an earlier kernel left. */
+static int copy(bp_exec *x, bp_arena a, long off, void *host, long n, int to_device, bp_err *e) {
     cuda *s = x->impl;
-    CUdeviceptr d;
+    CUdeviceptr d = 0;
     if (arena(s, a, off, n, &d, e)) return -1;
     if (n == 0) return 0;
     size_t bytes = (size_t)n * (a == BP_ARENA_X ? 1 : 4);
     if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx)) ||
-        BP_CU(e, bp_cu.cuMemcpyHtoDAsync(d, src, bytes, s->stream)) ||
+        (to_device ? BP_CU(e, bp_cu.cuMemcpyHtoDAsync(d, host, bytes, s->stream))
+                   : BP_CU(e, bp_cu.cuMemcpyDtoHAsync(host, d, bytes, s->stream))) ||
         BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)))
         return -1;
     return 0;
 }
 
+static int cuda_put(bp_exec *x, bp_arena a, long off, const void *src, long n, bp_err *e) {
+    return copy(x, a, off, (void *)src, n, 1, e);
+}
+
 static int cuda_get(bp_exec *x, bp_arena a, long off, void *dst, long n, bp_err *e) {
-    cuda *s = x->impl;
-    CUdeviceptr d;
-    if (arena(s, a, off, n, &d, e)) return -1;
-    if (n == 0) return 0;
-    size_t bytes = (size_t)n * (a == BP_ARENA_X ? 1 : 4);
-    if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx)) ||
-        BP_CU(e, bp_cu.cuMemcpyDtoHAsync(dst, d, bytes, s->stream)) ||
-        BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)))
-        return -1;
-    return 0;
+    return copy(x, a, off, dst, n, 0, e);
 }
 
 static int launch(cuda *s, const bp_plan *p, int ki, const bp_dyn *d, bp_err *e) {
