@@ -97,8 +97,15 @@ static int set_opt(bp_cli_args *a, int k, const char *v) {
 
 int bp_cli_parse(int argc, char **argv, int start, bp_cli_args *a) {
     int seen[NOPTS] = {0};
+    int only_args = 0; /* after "--", every argument is a path (a model named -x.bp) */
     for (int i = start; i < argc; i++) {
         const char *s = argv[i];
+        if (!only_args && !strcmp(s, "--")) { only_args = 1; continue; }
+        if (only_args) {
+            if (a->npos < 4) a->pos[a->npos++] = s;
+            else return bp_cli_bad_usage("too many arguments at '%s'", s);
+            continue;
+        }
         int k = 0;
         while (k < NOPTS && strcmp(s, OPTS[k].flag)) k++;
         if (k < NOPTS) {

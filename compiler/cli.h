@@ -46,8 +46,9 @@ int bp_cli_bad_usage(const char *fmt, const char *what);
 /* Parses argv[start..argc) into *a (which the caller zeroes, progress = -1): -o,
  * --target, --rule, --data, --arch, --metrics, --out, --resume, --val, --batch,
  * --epochs, --limit, --test-limit, --lr, --seed (each with a value, at most once),
- * --json, --progress, --no-progress, and up to 4 positional arguments. The options
- * are also listed in given[] (for bp_cli_options_apply).
+ * --json, --progress, --no-progress, and up to 4 positional arguments; after "--"
+ * every argument is positional (a model file named -x.bp). The options are also
+ * listed in given[] (for bp_cli_options_apply).
  * Returns 0, or 1 after printing what is wrong. */
 int bp_cli_parse(int argc, char **argv, int start, bp_cli_args *a);
 

@@ -117,7 +117,11 @@ static int read_summary(cell *c) {
     char path[4300], *buf;
     size_t len;
     snprintf(path, sizeof path, "%s/summary.json", c->dir);
-    if (bp_read_file(path, &buf, &len)) return -1;
+    if (bp_read_file(path, &buf, &len)) {
+        if (errno == ENOENT) return -1;
+        fprintf(stderr, "bpc: error: %s: cannot read: %s\n", path, strerror(errno));
+        return -2;
+    }
     cJSON *j = cJSON_ParseWithLength(buf, len);
     free(buf);
     int ok = cJSON_IsObject(j);

@@ -94,7 +94,8 @@ typedef struct {
 static int unavailable(bp_err *e, const char *why) {
     char w[900];
     snprintf(w, sizeof w, "%.899s", why);
-    return bp_fail(e, "CUDA target unavailable: %s; use --target cpu", w);
+    return bp_fail(e, "CUDA target unavailable: %s; train on the CPU target instead (--target "
+                      "cpu, or for a trainer, one made by `bpc build --target cpu`)", w);
 }
 
 /* Loads a cubin or PTX image; the driver's JIT error log goes into the message. */

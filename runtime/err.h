@@ -7,7 +7,8 @@
 #ifndef BPC_ERR_H
 #define BPC_ERR_H
 
-typedef struct { char msg[1024]; } bp_err;
+/* Room for a message that names two paths of PATH_MAX (4096) bytes and says why. */
+typedef struct { char msg[8192 + 512]; } bp_err;
 
 /* printf into e->msg (when e is non-NULL); always returns -1. */
 int bp_fail(bp_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -485,12 +485,16 @@ static int restore(run *r, const char *last, bp_err *e) {
     r->saved_step = r->step;
     rc = bp_ckpt_put(&r->x, r->snap, e) ? 2 : 0;
     if (rc || r->stop.best_epoch == 0) return rc;
-    if (r->stop.best_epoch == r->epoch && r->step == 0) {
-        memcpy(r->best, r->snap, sizeof *r->snap * (size_t)bp_ckpt_floats(r->p));
-        return 0;
-    }
     char bpath[4200];
     path_in(r, bpath, sizeof bpath, "best.safetensors");
+    if (r->stop.best_epoch == r->epoch && r->step == 0) {
+        /* the best epoch is last's own: best.safetensors holds the same weights, or is
+         * missing (a kill or a full disk between the two writes), then written now */
+        memcpy(r->best, r->snap, sizeof *r->snap * (size_t)bp_ckpt_floats(r->p));
+        if (!exists(bpath) && save(r, "best", r->best, r->epoch, 0, r->stop.best, r->best_test, e))
+            return 2;
+        return 0;
+    }
     rc = bp_ckpt_read(bpath, r->ir->path, r->ir, r->p, r->sha, r->best, &f, e);
     if (rc) return rc == BP_CKPT_MISMATCH ? 1 : 2;
     int be = atoi(mget(&f, "epoch"));
@@ -506,7 +510,10 @@ static int restore(run *r, const char *last, bp_err *e) {
 static int trim_metrics(const char *path, int upto, bp_err *e) {
     char *buf;
     size_t len;
-    if (bp_read_file(path, &buf, &len)) return 0; /* none yet */
+    if (bp_read_file(path, &buf, &len)) {
+        if (errno == ENOENT) return 0; /* none yet */
+        return bp_fail(e, "%s: cannot read: %s", path, strerror(errno)), 2;
+    }
     size_t keep = 0;
     for (char *l = buf; l < buf + len;) {
         char *nl = memchr(l, '\n', (size_t)(buf + len - l));
@@ -549,16 +556,43 @@ static int lock_dir(run *r, int resuming, int *busy_out, bp_err *e) {
     return 0;
 }
 
+/* Opens the --metrics file for appending into *f. When it is the file the log goes to
+ * (--metrics /dev/stdout), *f is the log itself and *shared is 1: two streams on one
+ * file would write over each other's lines. A FIFO is opened without waiting: with no
+ * reader it is an error, not a hang. 0, or 2 with e set. */
+static int open_metrics(const char *path, FILE *log, FILE **f, int *shared, bp_err *e) {
+    struct stat sm, sl;
+    *shared = 0;
+    if (log && stat(path, &sm) == 0 && fstat(fileno(log), &sl) == 0 && sm.st_dev == sl.st_dev &&
+        sm.st_ino == sl.st_ino) {
+        *f = log;
+        *shared = 1;
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (fd < 0 && errno == ENXIO)
+        return bp_fail(e, "%s: a FIFO that no process is reading; start its reader first, or "
+                          "give --metrics a file", path), 2;
+    if (fd < 0 || fcntl(fd, F_SETFL, O_APPEND) != 0 || !(*f = fdopen(fd, "a"))) {
+        int err = errno;
+        if (fd >= 0) close(fd);
+        return bp_fail(e, "%s: cannot write the metrics file: %s", path, strerror(err)), 2;
+    }
+    return 0;
+}
+
 /* Creates or reopens the run folder: the model source, the command, the metrics. */
 static int open_dir(run *r, int resuming, bp_err *e) {
     char path[4200];
     if (mkdirs(r->dir, e)) return 2;
     path_in(r, path, sizeof path, "model.bp");
-    if (!exists(path)) {
+    /* a fresh run writes its own source over whatever an earlier, failed start (or
+     * another use of the folder) left; a resumed run keeps the one it was trained from */
+    if (!resuming || !exists(path)) {
         char *src;
         size_t len;
         if (bp_read_file(r->ir->path, &src, &len))
-            return bp_fail(e, "%s: cannot read the model source", r->ir->path), 2;
+            return bp_fail(e, "%s: cannot read the model source: %s", r->ir->path, strerror(errno)), 2;
         int rc = write_file(path, src, len, e);
         free(src);
         if (rc) return 2;
@@ -711,6 +745,7 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     r->best = malloc(sizeof *r->best * (size_t)(nfloat ? nfloat : 1));
     int *idx = malloc(sizeof *idx * (size_t)r->n);
     FILE *mf = NULL, *rmf = NULL;
+    int mf_shared = 0; /* mf is r->log (--metrics names the log's own file) */
     struct sigaction old_int, old_term;
     int handlers = 0;
     if (!r->snap || !r->best || !idx) { rc = (bp_fail(e, "out of memory"), 2); goto done; }
@@ -738,10 +773,16 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
             goto done;
         }
     }
-    if (o->metrics && !(mf = fopen(o->metrics, "a"))) {
-        rc = (bp_fail(e, "%s: cannot write the metrics file: %s", o->metrics, strerror(errno)), 2);
-        goto done;
+    if (o->metrics && r->dir[0]) { /* the same check through a symbolic link */
+        char mpath[4200];
+        path_in(r, mpath, sizeof mpath, "metrics.jsonl");
+        if (bp_same_file(o->metrics, mpath)) {
+            rc = (bp_fail(e, "--metrics %s is the run folder's own metrics.jsonl; give --metrics "
+                             "another file, or leave it out", o->metrics), 1);
+            goto done;
+        }
     }
+    if (o->metrics && (rc = open_metrics(o->metrics, r->log, &mf, &mf_shared, e))) goto done;
 
     g_signal = 0;
     catch_signal(SIGINT, &old_int);
@@ -924,7 +965,7 @@ done:
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
     }
-    if (mf) fclose(mf);
+    if (mf && !mf_shared) fclose(mf);
     if (rmf) fclose(rmf);
     free(idx);
 out:

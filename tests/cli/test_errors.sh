@@ -98,6 +98,39 @@ PY
 then echo "ok   a file name that is not UTF-8 gives valid JSON"
 else echo "FAIL a file name that is not UTF-8:"; sed 's/^/  /' "$T/log" | tail -n 15; fails=$((fails + 1)); fi
 
+# run folders and --metrics
+R="$BPC train models/mnist_dense.bp --data $DATA --limit 256 --test-limit 64 --no-progress"
+# a failed start leaves model.bp; the next fresh run in that folder writes its own
+mkdir -p "$T/rf"; cp tests/golden/ok_cifar10_deep.bp "$T/rf/model.bp"
+$R --epochs 1 --out "$T/rf" > "$T/log" 2>&1 && cmp -s models/mnist_dense.bp "$T/rf/model.bp" &&
+    echo "ok   a fresh run replaces a stale model.bp" ||
+    { echo "FAIL a fresh run kept a stale model.bp"; fails=$((fails + 1)); }
+# best.safetensors lost between the two writes: a resume writes it again from last
+rm "$T/rf/best.safetensors"
+"$BPC" train --resume "$T/rf" --epochs 2 --data "$DATA" --no-progress > "$T/log" 2>&1 && [ -f "$T/rf/best.safetensors" ] &&
+    "$BPC" eval models/mnist_dense.bp "$T/rf" --data "$DATA" --test-limit 64 > /dev/null 2>> "$T/log" &&
+    echo "ok   a resume rewrites a missing best.safetensors" ||
+    { echo "FAIL a missing best.safetensors:"; tail -n 5 "$T/log" | sed 's/^/  /'; fails=$((fails + 1)); }
+# --metrics /dev/stdout with stdout in a file: the lines land in it, not under the log
+$R --epochs 2 --metrics /dev/stdout > "$T/so.txt" 2> "$T/log"
+[ "$(grep -c '^{"epoch": ' "$T/so.txt")" -eq 2 ] && grep -q "^test accuracy" "$T/so.txt" &&
+    echo "ok   --metrics /dev/stdout into a file keeps both" ||
+    { echo "FAIL --metrics /dev/stdout:"; sed 's/^/  /' "$T/so.txt" | head; fails=$((fails + 1)); }
+ln -s "$T/rs/metrics.jsonl" "$T/ml"
+expect "--metrics linked to the run folder's own file" 1 "is the run folder's own metrics.jsonl" \
+    $R --epochs 1 --out "$T/rs" --metrics "$T/ml"
+mkfifo "$T/mfifo"
+expect "--metrics on a FIFO nobody reads" 2 "a FIFO that no process is reading" $R --epochs 1 --metrics "$T/mfifo"
+# "--" ends the options: a model file whose name starts with a dash
+cp models/mnist_dense.bp "$T/-dash.bp"
+case $SANBPC in /*) sb=$SANBPC ;; *) sb=$PWD/$SANBPC ;; esac
+(cd "$T" && "$sb" check -- -dash.bp > out 2> err) && grep -q "^model mnist_dense (-dash.bp)" "$T/out" &&
+    echo "ok   -- before a model named -dash.bp" || { echo "FAIL --"; fails=$((fails + 1)); }
+# a message that names a long path keeps its reason
+long=$T/$(printf 'a%.0s' $(seq 200))/$(printf 'b%.0s' $(seq 200))/$(printf 'c%.0s' $(seq 200))/$(printf 'd%.0s' $(seq 200))/$(printf 'e%.0s' $(seq 200))
+expect "a long path keeps the reason" 2 "x.safetensors: cannot open" \
+    "$SANBPC" eval models/mnist_dense.bp "$long/x.safetensors" --data "$DATA"
+
 # a model whose input does not fit the data set: a located error, status 1
 sed 's/input     28 x 28 x 1;/input     32 x 32 x 3;/' models/mnist_conv.bp > "$T/wrong_input.bp"
 expect "input vs data shape" 1 "wrong_input.bp:5:3: error: the input is 32x32x3, but mnist images are 28x28x1" \
