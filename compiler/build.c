@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,11 +62,20 @@ static int find_lib(char *buf, size_t n, bp_err *e) {
     return bp_fail(e, "cannot find libbprt.a: set BPC_LIB to its path");
 }
 
+/* SIGINT or SIGTERM during the build: the compiler running is killed at once (with its
+ * helpers), the temporary folder removed, and bpc exits 130 or 143. */
+static volatile sig_atomic_t g_signal;
+static void on_signal(int sig) {
+    g_signal = sig;
+    bp_run_logged_kill();
+}
+
 /* Runs argv with stdout and stderr into dir/log; 0, or -1 with e holding the tail. */
 static int run(job *j, char **argv, const char *what, bp_err *e) {
     char log[4300];
     snprintf(log, sizeof log, "%s/log", j->dir);
-    int status = bp_run_logged(argv, log);
+    int status = g_signal ? -1 : bp_run_logged(argv, log);
+    if (g_signal) return bp_fail(e, "interrupted");
     if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
     char out[700] = "";
     FILE *f = fopen(log, "r");
@@ -250,6 +260,13 @@ int bp_cmd_build(const char *model_path, const char *out, const char *target, co
     snprintf(j->dir, sizeof j->dir, "%s/bpc-build.XXXXXX", t && *t ? t : "/tmp");
     int rc = 2;
     char mainc[4300], maino[4300], tmpout[4300];
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    g_signal = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
     if (!mkdtemp(j->dir)) {
         bp_fail(e, "cannot create a temporary folder in %s: %s", t && *t ? t : "/tmp", strerror(errno));
         j->dir[0] = 0;
@@ -338,6 +355,12 @@ int bp_cmd_build(const char *model_path, const char *out, const char *target, co
 done:
     if (j->main_c) fclose(j->main_c);
     if (j->dir[0]) remove_tree(j->dir);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (g_signal) {
+        rc = 128 + g_signal;
+        bp_fail(e, "interrupted (%s); no trainer was written", g_signal == SIGINT ? "SIGINT" : "SIGTERM");
+    }
     free(model_src);
     bp_ir_free(ir);
     return rc;

@@ -4,6 +4,7 @@
  * brought in while OpenMP threads still run there. */
 #include "jit_c.h"
 #include "files.h"
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -64,23 +65,92 @@ char *bp_split_words(const char *words, char **argv, int *argc, int max) {
     return w;
 }
 
+/* The supervisor of the command bp_run_logged is running (in bpc), or 0. */
+static volatile pid_t g_supervisor;
+/* The command's process group (in the supervisor). */
+static volatile pid_t g_command;
+
+static void kill_command(int sig) {
+    (void)sig;
+    if (g_command > 0) kill(-g_command, SIGKILL);
+}
+
+void bp_run_logged_kill(void) {
+    pid_t s = g_supervisor;
+    if (s > 0) kill(s, SIGTERM);
+}
+
+/* Removes the files of a flat folder, then the folder. */
+static void remove_flat(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *de;
+        char p[4600]; /* dir is at most 4200 bytes, a name 255 */
+        while ((de = readdir(d)))
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+                snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+                unlink(p);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* The child is a supervisor. The command runs under it in a process group of its own,
+ * with TMPDIR set to a fresh folder. If bpc dies, by any signal, SIGKILL included, the
+ * kernel sends the supervisor SIGTERM (PR_SET_PDEATHSIG); it kills the command's whole
+ * group (a compiler driver killed alone would leave its cc1, as and ld running) and
+ * removes the folder with their temporary files. It ignores SIGINT: a Ctrl-C reaches
+ * bpc, which decides. */
 int bp_run_logged(char **argv, const char *log) {
     if (!argv[0]) return -1;
     fflush(NULL);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, kill_command);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(126);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
-        execvp(argv[0], argv);
-        _exit(127);
+        const char *t = getenv("TMPDIR");
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s/bpc-cc.XXXXXX", t && *t ? t : "/tmp");
+        int have_tmp = mkdtemp(tmp) != NULL;
+        sigset_t term, old;
+        sigemptyset(&term);
+        sigaddset(&term, SIGTERM);
+        sigprocmask(SIG_BLOCK, &term, &old); /* g_command is set before a SIGTERM acts */
+        pid_t c = fork();
+        if (c == 0) {
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            signal(SIGINT, SIG_DFL);
+            signal(SIGTERM, SIG_DFL);
+            setpgid(0, 0);
+            if (have_tmp) setenv("TMPDIR", tmp, 1);
+            int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
+            execvp(argv[0], argv);
+            _exit(127);
+        }
+        if (c > 0) setpgid(c, c);
+        g_command = c;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        int st = 0, waited = c > 0;
+        while (waited && waitpid(c, &st, 0) < 0)
+            if (errno != EINTR) waited = 0;
+        if (have_tmp) remove_flat(tmp);
+        if (!waited) _exit(126);
+        if (WIFEXITED(st)) _exit(WEXITSTATUS(st));
+        signal(WTERMSIG(st), SIG_DFL); /* hand the command's death on as it was */
+        raise(WTERMSIG(st));
+        _exit(128 + WTERMSIG(st));
     }
     int status = -1;
     if (pid < 0) return -1;
+    g_supervisor = pid;
     while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return -1;
+        if (errno != EINTR) { g_supervisor = 0; return -1; }
+    g_supervisor = 0;
     return status;
 }
 

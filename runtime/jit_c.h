@@ -35,9 +35,14 @@ void *bp_jit_c(const char *source, bp_err *e);
 char *bp_split_words(const char *words, char **argv, int *argc, int max);
 
 /* Runs argv (argv[0] found on $PATH) with stdout and stderr into the file `log`, and
- * waits for it. The child is killed if this process dies first, so an interrupted bpc
- * leaves no compiler running. Returns the wait status (a program that cannot be
+ * waits for it. The command and every process it starts (a compiler's cc1, as, ld)
+ * are killed if this process dies first, so an interrupted bpc leaves no compiler
+ * running. Returns the wait status (a program that cannot be
  * executed gives exit status 127, as in a shell), or -1 if no child could be made. */
 int bp_run_logged(char **argv, const char *log);
+
+/* Kills the command bp_run_logged is running, with everything it started; nothing when
+ * none runs. Async-signal-safe: for signal handlers. */
+void bp_run_logged_kill(void);
 
 #endif
