@@ -11,6 +11,8 @@
 #  - It refuses a MODEL.bp argument, another target, and a run of another model.
 #  - The CUDA trainer builds and links; without a GPU it says "CUDA target unavailable"
 #    (with one, it trains).
+#  - Interrupted while compiling, bpc build exits 130 and leaves no trainer, no
+#    temporary file and no compiler process.
 # Env: BPC, DATA (data root holding mnist/).
 set -u
 BPC=${BPC:-build/bpc}
@@ -101,6 +103,24 @@ elif [ "$rc" -eq 2 ] && grep -q "CUDA target unavailable" "$T/c.err"; then
 else
     cat "$T/c.err" >> "$T/c.log"
     bad "cuda trainer: exit $rc" "$T/c.log"
+fi
+
+# ---- interrupted while compiling: the compiler and its helpers go, and nothing stays ------
+# (a private TMPDIR, so that any leftover of bpc, gcc, cc1 or as would be seen)
+mkdir -p "$T/tmpdir"
+TMPDIR=$T/tmpdir "$BPC" build models/cifar10_deep.bp -o "$T/deep-trainer" > "$T/i.log" 2>&1 &
+pid=$!
+i=0; while [ -z "$(ls "$T/tmpdir")" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 0.5
+kill -INT "$pid"; wait "$pid"; rc=$?
+sleep 0.5
+if [ "$rc" -eq 130 ] && grep -q "interrupted (SIGINT); no trainer was written" "$T/i.log" &&
+   [ -z "$(ls -A "$T/tmpdir")" ] && [ ! -e "$T/deep-trainer" ] &&
+   ! grep -qs "$T/tmpdi[r]" /proc/[0-9]*/cmdline; then  # [r]: not this grep itself
+    ok "bpc build interrupted: exit 130, no trainer, no temporary file, no compiler left"
+else
+    ls -lA "$T/tmpdir" >> "$T/i.log"
+    bad "bpc build interrupted (exit $rc)" "$T/i.log"
 fi
 
 [ "$fails" -eq 0 ]
