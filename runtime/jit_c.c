@@ -111,6 +111,7 @@ int bp_run_logged(char **argv, const char *log) {
         signal(SIGINT, SIG_IGN);
         signal(SIGTERM, kill_command);
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        prctl(PR_SET_CHILD_SUBREAPER, 1); /* the group's orphans are ours to reap */
         if (getppid() != parent) _exit(126);
         const char *t = getenv("TMPDIR");
         char tmp[4200];
@@ -138,6 +139,7 @@ int bp_run_logged(char **argv, const char *log) {
         int st = 0, waited = c > 0;
         while (waited && waitpid(c, &st, 0) < 0)
             if (errno != EINTR) waited = 0;
+        while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {} /* a killed driver's cc1, as */
         if (have_tmp) remove_flat(tmp);
         if (!waited) _exit(126);
         if (WIFEXITED(st)) _exit(WEXITSTATUS(st));
