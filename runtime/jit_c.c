@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -236,6 +237,23 @@ void *bp_jit_c(const char *source, bp_err *e) {
                     WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), src);
         else
             bp_fail(e, "the C compiler failed on the generated source %s (log %s):\n%s", src, log, out);
+        /* a full disk makes the compiler or the linker fail with a message of its own,
+         * when it can write one at all (its log is on that disk too): say what is likely.
+         * The object goes to the cache folder, the compiler's temporary files (a few MB
+         * for the deep nets) to TMPDIR. */
+        const char *tdir = getenv("TMPDIR");
+        const char *where[2] = {dir, tdir && *tdir ? tdir : "/tmp"};
+        for (int w = 0; w < 2; w++) {
+            struct statvfs fs;
+            if (statvfs(where[w], &fs) != 0) continue;
+            double free_b = (double)fs.f_bavail * (double)fs.f_frsize;
+            if (free_b >= 16e6) continue;
+            size_t k = strlen(e->msg);
+            snprintf(e->msg + k, sizeof e->msg - k, "\n(the disk of %s has only %.0f KB free; the "
+                     "compile needs a few MB there: free some space, or set %s to another folder)",
+                     where[w], free_b / 1024.0, w ? "TMPDIR" : "XDG_CACHE_HOME");
+            break;
+        }
         return NULL;
     }
     char digest[66];
