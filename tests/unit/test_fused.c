@@ -66,7 +66,7 @@ static float *run(bp_ir *ir, bp_rule rule, int batch, int steps, int flags, long
 static void same_flags(const char *model, bp_rule rule, int batch, int steps, int flags) {
     int nerr = 0, io = 0;
     bp_ir *ir = bp_frontend_file(model, stderr, &nerr, &io);
-    if (!ir) { print_message("skipped: %s not found (run from the repository root)\n", model); skip(); }
+    if (!ir) fail_msg("%s: cannot load the model (run from the repository root)", model);
     long n1, n2;
     double l1, l2;
     float *fast = run(ir, rule, batch, steps, 0, &n1, &l1);
@@ -117,7 +117,7 @@ static void test_plain_differs(void **s) {
     (void)s;
     int nerr = 0, io = 0;
     bp_ir *ir = bp_frontend_file("models/mnist_conv.bp", stderr, &nerr, &io);
-    if (!ir) skip();
+    if (!ir) fail_msg("models/mnist_conv.bp: cannot load the model (run from the repository root)");
     bp_plan *f = bp_plan_build_flags(ir, BP_RULE_BRAINPROP, 8, 0);
     bp_plan *q = bp_plan_build_flags(ir, BP_RULE_BRAINPROP, 8, BP_PLAN_PLAIN);
     int relu_f = 0, relu_q = 0, part_f = 0, part_q = 0;
@@ -145,7 +145,7 @@ static void test_cuda_alt(void **s) {
     (void)s;
     int nerr = 0, io = 0;
     bp_ir *ir = bp_frontend_file("models/cifar10_deep.bp", stderr, &nerr, &io);
-    if (!ir) skip();
+    if (!ir) fail_msg("models/cifar10_deep.bp: cannot load the model (run from the repository root)");
     bp_plan *q = bp_plan_build_flags(ir, BP_RULE_BRAINPROP, 4, BP_PLAN_CUDA_ALT);
     bp_plan *f = bp_plan_build_flags(ir, BP_RULE_BRAINPROP, 4, 0);
     int alt_q = 0, alt_f = 0;
