@@ -761,24 +761,17 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     }
     if (o->metrics && r->dir[0]) {
         /* the run folder keeps its own files: a --metrics file inside it would
-         * duplicate metrics.jsonl or be lost under a checkpoint's rename */
-        char md[PATH_MAX], rd[PATH_MAX], *slash, copy[PATH_MAX];
-        snprintf(copy, sizeof copy, "%s", o->metrics);
-        slash = strrchr(copy, '/');
+         * duplicate metrics.jsonl or be lost under a checkpoint's rename. The folder
+         * compared is the one the file really is in: an existing file (a symbolic link
+         * to the run's metrics.jsonl, say) with its links resolved. */
+        char file[PATH_MAX], md[PATH_MAX], rd[PATH_MAX], *slash;
+        if (!realpath(o->metrics, file)) snprintf(file, sizeof file, "%s", o->metrics);
+        slash = strrchr(file, '/');
         if (slash) *slash = 0;
-        if (realpath(slash ? (copy[0] ? copy : "/") : ".", md) && realpath(r->dir, rd) && !strcmp(md, rd)) {
+        if (realpath(slash ? (file[0] ? file : "/") : ".", md) && realpath(r->dir, rd) && !strcmp(md, rd)) {
             rc = (bp_fail(e, "--metrics %s is inside the run folder %s, which keeps its own "
                              "metrics.jsonl; give --metrics a path outside it, or leave it out",
                           o->metrics, r->dir), 1);
-            goto done;
-        }
-    }
-    if (o->metrics && r->dir[0]) { /* the same check through a symbolic link */
-        char mpath[4200];
-        path_in(r, mpath, sizeof mpath, "metrics.jsonl");
-        if (bp_same_file(o->metrics, mpath)) {
-            rc = (bp_fail(e, "--metrics %s is the run folder's own metrics.jsonl; give --metrics "
-                             "another file, or leave it out", o->metrics), 1);
             goto done;
         }
     }

@@ -115,7 +115,7 @@ $R --epochs 2 --metrics /dev/stdout > "$T/so.txt" 2> "$T/log"
     echo "ok   --metrics /dev/stdout into a file keeps both" ||
     { echo "FAIL --metrics /dev/stdout:"; sed 's/^/  /' "$T/so.txt" | head; fails=$((fails + 1)); }
 ln -s "$T/rs/metrics.jsonl" "$T/ml"
-expect "--metrics linked to the run folder's own file" 1 "is the run folder's own metrics.jsonl" \
+expect "--metrics linked to the run folder's own file" 1 "is inside the run folder $T/rs, which keeps its own metrics.jsonl" \
     $R --epochs 1 --out "$T/rs" --metrics "$T/ml"
 mkfifo "$T/mfifo"
 expect "--metrics on a FIFO nobody reads" 2 "a FIFO that no process is reading" $R --epochs 1 --metrics "$T/mfifo"
