@@ -363,6 +363,24 @@ static long bn_part(long HW) {
         if (HW % m == 0) return m;
     return HW;
 }
+/* The per-part kernel of batch norm's statistics (forward) and reductions (backward):
+ * one index per (sample, part of M rows, channel) of PC, per channel over C. It sums two
+ * quantities in double over the part's rows, `body` adding to s and q for row r and
+ * channel ch, and writes the pair A[part + 2i] = (first), A[part + 2i + 1] = (second),
+ * C expressions of s and q. */
+static int part_sums(cg *c, const char *name, long PC, long M, long C, const char *body,
+                     const char *first, const char *second, long part) {
+    return per_channel(c, kernel(c, PC, 1, name,
+        "const long r0 = row * %ldL;\n"
+        "    double s = 0.0, q = 0.0;\n"
+        "    for (long r = r0; r < r0 + %ldL; r++) {\n"
+        "%s"
+        "    }\n"
+        "    A[%ldL + i * 2] = (bp_real)(%s);\n"
+        "    A[%ldL + i * 2 + 1] = (bp_real)(%s);",
+        M, M, body, part, first, part, second), C);
+}
+
 static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
                      bp_prog *ev, int need_dx, bp_prog *bw) {
     long C = L->out.c, S = out->S, HW = S / C, B = c->p->batch;
@@ -398,18 +416,12 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
          *   M2   = sum of the parts' M2 + M * sum of (part mean - mean)^2,
          * with no division per part. A part's M2 may round to a hair below zero; the
          * variance is clamped once, at the end. */
-        run(c, tr, per_channel(c, kernel(c, P * C, 1, "bn_partial",
-            "const long r0 = row * %ldL;\n"
-            "    double s = 0.0, q = 0.0;\n"
-            "    for (long r = r0; r < r0 + %ldL; r++) {\n"
-            "        double x = %s(A[%ldL + r * %ldL + ch]);\n"
-            "        s += x;\n"
-            "        q += x * x;\n"
-            "    }\n"
-            "    q -= s * s / %ld.0;\n"
-            "    A[%ldL + i * 2] = (bp_real)(s / %ld.0);\n"
-            "    A[%ldL + i * 2 + 1] = (bp_real)q;",
-            M, M, rl, in->act, C, M, part, M, part), C), what);
+        char body[256], mean_of[32], m2_of[48];
+        snprintf(body, sizeof body, "        double x = %s(A[%ldL + r * %ldL + ch]);\n"
+                 "        s += x;\n        q += x * x;\n", rl, in->act, C);
+        snprintf(mean_of, sizeof mean_of, "s / %ld.0", M);
+        snprintf(m2_of, sizeof m2_of, "q - s * s / %ld.0", M);
+        run(c, tr, part_sums(c, "bn_partial", P * C, M, C, body, mean_of, m2_of, part), what);
         ks = heavy(c, kernel(c, C, 0, "bn_stats",
             "const long K = (long)d.nb * %ldL;\n"
             "    double mu = 0.0, m2 = 0.0, dev = 0.0;\n"
@@ -477,18 +489,11 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
              in->act, C, mean, inv);
     if (parts) {
         /* sum(dy * xhat) and sum(dy) per channel: per part of rows, then in order */
-        run(c, bw, per_channel(c, kernel(c, P * C, 1, "bn_reduce_partial",
-            "const long r0 = row * %ldL;\n"
-            "    double sg = 0.0, sb = 0.0;\n"
-            "    for (long r = r0; r < r0 + %ldL; r++) {\n"
-            "        double dy = A[%ldL + r * %ldL + ch];\n"
-            "        bp_real xh = %s;\n"
-            "        sg += dy * xh;\n"
-            "        sb += dy;\n"
-            "    }\n"
-            "    A[%ldL + i * 2] = (bp_real)sg;\n"
-            "    A[%ldL + i * 2 + 1] = (bp_real)sb;",
-            M, M, out->fb, C, xh_row, part, part), C), what);
+        char body[320];
+        snprintf(body, sizeof body, "        double dy = A[%ldL + r * %ldL + ch];\n"
+                 "        bp_real xh = %s;\n        s += dy * xh;\n        q += dy;\n",
+                 out->fb, C, xh_row);
+        run(c, bw, part_sums(c, "bn_reduce_partial", P * C, M, C, body, "s", "q", part), what);
         run(c, bw, heavy(c, kernel(c, C, 0, "bn_reduce",
             "const long K = (long)d.nb * %ldL;\n"
             "    double sg = 0.0, sb = 0.0;\n"
