@@ -89,7 +89,9 @@ static int run(job *j, char **argv, const char *what, bp_err *e) {
     }
     if (status == -1 || (WIFEXITED(status) && WEXITSTATUS(status) == 127 && !out[0]))
         return bp_fail(e, "cannot run '%s' to %s: install gcc (or set CC)", argv[0], what);
-    return bp_fail(e, "'%s' failed to %s:\n%s", argv[0], what, out);
+    bp_fail(e, "'%s' failed to %s:\n%s", argv[0], what, out);
+    bp_note_low_disk(j->dir, "set TMPDIR to another folder", e);
+    return -1;
 }
 
 /* $CC FLAGS... -c src -o obj */

@@ -157,6 +157,22 @@ int bp_run_logged(char **argv, const char *log) {
     return status;
 }
 
+void bp_note_low_disk(const char *dir, const char *move, bp_err *e) {
+    const char *t = getenv("TMPDIR");
+    const char *where[2] = {dir, t && *t ? t : "/tmp"};
+    for (int w = 0; w < 2; w++) {
+        struct statvfs fs;
+        if (statvfs(where[w], &fs) != 0) continue;
+        double free_b = (double)fs.f_bavail * (double)fs.f_frsize;
+        if (free_b >= 16e6) continue;
+        size_t k = strlen(e->msg);
+        snprintf(e->msg + k, sizeof e->msg - k, "\n(the disk of %s has only %.0f KB free; a "
+                 "compile needs a few MB there: free some space, or %s)", where[w], free_b / 1024.0,
+                 w ? "set TMPDIR to another folder" : move);
+        return;
+    }
+}
+
 /* The host CPU as -march=native sees it: the first processor's "model name" and
  * "flags" lines of /proc/cpuinfo ("" where there is none). Part of the cache key, so
  * a cache shared between machines (an NFS home) never loads an object built for
@@ -237,23 +253,7 @@ void *bp_jit_c(const char *source, bp_err *e) {
                     WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), src);
         else
             bp_fail(e, "the C compiler failed on the generated source %s (log %s):\n%s", src, log, out);
-        /* a full disk makes the compiler or the linker fail with a message of its own,
-         * when it can write one at all (its log is on that disk too): say what is likely.
-         * The object goes to the cache folder, the compiler's temporary files (a few MB
-         * for the deep nets) to TMPDIR. */
-        const char *tdir = getenv("TMPDIR");
-        const char *where[2] = {dir, tdir && *tdir ? tdir : "/tmp"};
-        for (int w = 0; w < 2; w++) {
-            struct statvfs fs;
-            if (statvfs(where[w], &fs) != 0) continue;
-            double free_b = (double)fs.f_bavail * (double)fs.f_frsize;
-            if (free_b >= 16e6) continue;
-            size_t k = strlen(e->msg);
-            snprintf(e->msg + k, sizeof e->msg - k, "\n(the disk of %s has only %.0f KB free; the "
-                     "compile needs a few MB there: free some space, or set %s to another folder)",
-                     where[w], free_b / 1024.0, w ? "TMPDIR" : "XDG_CACHE_HOME");
-            break;
-        }
+        bp_note_low_disk(dir, "set XDG_CACHE_HOME to another folder", e);
         return NULL;
     }
     char digest[66];
@@ -268,16 +268,13 @@ void *bp_jit_c(const char *source, bp_err *e) {
         unlink(tmp);
         return NULL;
     }
-    if (rename(tmp, so)) {
-        unlink(tmp);
-        bp_fail(e, "%s: cannot put the compiled model into the cache: %s", so, strerror(errno));
-        return NULL;
-    }
-    /* the digest last: until it is there, the entry does not count */
+    /* The model is loaded: from here a failure only costs the next run a compile. The
+     * digest goes last: until it is there, the entry does not count. */
     strcat(digest, "\n");
-    if (bp_write_atomic(sum, digest, 65)) {
-        bp_fail(e, "%s: cannot write into the cache: %s", sum, strerror(errno));
-        return NULL;
+    if (rename(tmp, so) || bp_write_atomic(sum, digest, 65)) {
+        fprintf(stderr, "bpc: warning: cannot keep the compiled model in the cache %s: %s; the "
+                "next run compiles it again\n", dir, strerror(errno));
+        unlink(tmp);
     }
     unlink(log);
     return h;

@@ -26,7 +26,9 @@ const char *bp_cache_dir(char *buf, size_t len, bp_err *e);
  * Flags: BP_KERNEL_CFLAGS -shared (plus $BPC_CFLAGS).
  * The object is written to a temp name and renamed, so a killed compile leaves no
  * half-written cache entry. On a compile error the compiler's output and the path of
- * the kept source are in the message. Returns the dlopen handle or NULL. */
+ * the kept source are in the message. A compiled model that the cache cannot keep (a
+ * full disk) is still used, with a warning on stderr. Returns the dlopen handle or
+ * NULL. */
 void *bp_jit_c(const char *source, bp_err *e);
 
 /* Splits `words` on blanks (CC may be "gcc -O1", as make allows) into argv[*argc ..
@@ -40,6 +42,14 @@ char *bp_split_words(const char *words, char **argv, int *argc, int max);
  * running. Returns the wait status (a program that cannot be
  * executed gives exit status 127, as in a shell), or -1 if no child could be made. */
 int bp_run_logged(char **argv, const char *log);
+
+/* After a compile failed: a full disk makes the compiler or the linker fail with a
+ * message of its own, when it can write one at all (its log is on that disk too). So
+ * this appends a note to e->msg when the disk of dir (where the output goes) or of
+ * TMPDIR (the compiler's temporary files, a few MB for the deep nets) has under 16 MB
+ * free, with `move` as the way out for dir ("set XDG_CACHE_HOME to another folder");
+ * nothing otherwise. */
+void bp_note_low_disk(const char *dir, const char *move, bp_err *e);
 
 /* Kills the command bp_run_logged is running, with everything it started; nothing when
  * none runs. Async-signal-safe: for signal handlers. */
