@@ -197,18 +197,6 @@ static int cuda_images(job *j, const bp_plan *p, const char *src, bp_err *e) {
     return 0;
 }
 
-/* 1 when every comma-separated word of s is sm_XY or compute_XY (X, Y digits, XY >= 10). */
-static int archs_ok(const char *s) {
-    while (*s) {
-        int n = !strncmp(s, "sm_", 3) ? 3 : !strncmp(s, "compute_", 8) ? 8 : 0, d = 0;
-        if (!n) return 0;
-        for (s += n; *s >= '0' && *s <= '9'; s++) d++;
-        if (d < 2 || d > 3 || (*s && *s != ',')) return 0;
-        if (*s == ',' && !*++s) return 0;
-    }
-    return 1;
-}
-
 static void remove_tree(const char *dir) {
     DIR *d = opendir(dir);
     if (d) {
@@ -231,7 +219,7 @@ int bp_cmd_build(const char *model_path, const char *out, const char *target, co
     else if (!strcmp(target, "cuda")) cuda = 1;
     else return bp_fail(e, "--target for build is cpu or cuda, not '%s'", target), 1;
     if (arch && !cuda) return bp_fail(e, "%s", "--arch is for --target cuda"), 1;
-    if (arch && (!archs_ok(arch) || strlen(arch) > 300))
+    if (arch && (!bp_cuda_archs_ok(arch) || strlen(arch) > 300))
         return bp_fail(e, "--arch takes sm_XY or compute_XY, or several joined by commas "
                           "(sm_90,compute_75), not '%.200s'", arch), 1;
     /* never write the trainer over its own model source, nor rename it over a device,

@@ -77,11 +77,9 @@ static int cmd_emit(args *a, int ptx) {
     if (!a->out) return bad_usage("%s", "missing -o OUT");
     const char *target = a->target ? a->target : ends_with(a->out, ".c") ? "c" : "cuda";
     if (ptx) target = "cuda";
-    if (ptx && a->arch) { /* PTX is for a virtual architecture: compute_XY, 2 or 3 digits */
-        size_t d = strspn(a->arch + (strncmp(a->arch, "compute_", 8) ? 0 : 8), "0123456789");
-        if (strncmp(a->arch, "compute_", 8) || d < 2 || d > 3 || a->arch[8 + d])
-            return bad_usage("--arch for ptx is one virtual architecture, compute_XY (compute_90), not '%s'", a->arch);
-    }
+    /* PTX is for one virtual architecture */
+    if (ptx && a->arch && (strncmp(a->arch, "compute_", 8) || strchr(a->arch, ',') || !bp_cuda_archs_ok(a->arch)))
+        return bad_usage("--arch for ptx is one virtual architecture, compute_XY (compute_90), not '%s'", a->arch);
     if (bp_same_file(a->pos[0], a->out)) {
         fprintf(stderr, "bpc: error: -o %s is the model file itself; choose another name for the output\n", a->out);
         return 1;

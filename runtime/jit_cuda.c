@@ -9,6 +9,19 @@
  */
 #include "jit_cuda.h"
 #include "cuda_api.h"
+#include <string.h>
+
+int bp_cuda_archs_ok(const char *s) {
+    if (!*s) return 0;
+    while (*s) {
+        int n = !strncmp(s, "sm_", 3) ? 3 : !strncmp(s, "compute_", 8) ? 8 : 0, d = 0;
+        if (!n) return 0;
+        for (s += n; *s >= '0' && *s <= '9'; s++) d++;
+        if (d < 2 || d > 3 || (*s && *s != ',')) return 0;
+        if (*s == ',' && !*++s) return 0;
+    }
+    return 1;
+}
 
 #ifdef BPC_HAVE_CUDA
 #include <ctype.h>

@@ -31,6 +31,10 @@
 int bp_nvrtc_compile(const char *source, const char *name, const char *arch, char **image,
                      size_t *image_len, char **log, bp_err *e);
 
+/* 1 when every comma-separated word of s is sm_XY or compute_XY (2 or 3 digits), the
+ * --arch of `bpc ptx` (one compute_XY) and `bpc build`; else 0. No NVRTC needed. */
+int bp_cuda_archs_ok(const char *s);
+
 /* The architectures NVRTC can compile for (as XY numbers: 75, 80, 90, ...), ascending,
  * into archs[0..max); returns how many, or -1 with e set. */
 int bp_nvrtc_archs(int *archs, int max, bp_err *e);
