@@ -78,12 +78,18 @@ static int split_list(const char *flag, char *s, char **items) {
     return n;
 }
 
+/* What a model argument needs appended to be a file name: "" when it ends in .bp. */
+static const char *bp_ext(const char *m) {
+    size_t n = strlen(m);
+    return n > 3 && !strcmp(m + n - 3, ".bp") ? "" : ".bp";
+}
+
 /* A model argument: a .bp file, else models/NAME.bp here, else beside bpc. */
 static int find_model(const char *m, char *out, size_t n) {
     struct stat st;
     if (!stat(m, &st) && S_ISREG(st.st_mode)) { snprintf(out, n, "%s", m); return 0; }
     if (strchr(m, '/')) return -1;
-    const char *ext = strlen(m) > 3 && !strcmp(m + strlen(m) - 3, ".bp") ? "" : ".bp";
+    const char *ext = bp_ext(m);
     snprintf(out, n, "models/%s%s", m, ext);
     if (!stat(out, &st) && S_ISREG(st.st_mode)) return 0;
     char exe[PATH_MAX];
@@ -432,10 +438,8 @@ int bp_cmd_repro(int argc, char **argv) {
     for (int m = 0; m < nm && !rc; m++) {
         char path[4200];
         if (find_model(mlist[m], path, sizeof path)) {
-            size_t ml = strlen(mlist[m]);
-            int has_ext = ml > 3 && !strcmp(mlist[m] + ml - 3, ".bp");
             fprintf(stderr, "bpc: error: --models: no model '%s' (neither a .bp file nor "
-                            "models/%s%s)\n", mlist[m], mlist[m], has_ext ? "" : ".bp");
+                            "models/%s%s)\n", mlist[m], mlist[m], bp_ext(mlist[m]));
             rc = 1;
             break;
         }
