@@ -46,8 +46,14 @@ ifeq ($(CUDA),yes)
 CPPFLAGS += -DBPC_HAVE_CUDA -I$(CUDA_HOME)/include
 endif
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+# OpenMPI (Debian libopenmpi-dev): data parallelism under mpirun (runtime/dist.h).
+MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+CPPFLAGS += -DBPC_HAVE_MPI $(shell pkg-config --cflags ompi-c 2>/dev/null)
+LDLIBS   += $(MPI_LIBS) -lpthread
+endif
 
-$(info bpc build: OpenBLAS ($(OPENBLAS_KIND)) ✓  OpenMP $(call have,$(OPENMP))  CUDA headers ($(CUDA_HOME)) $(call have,$(CUDA))  zlib $(call have,$(ZLIB_LIBS))  libcrypto $(call have,$(CRYPTO_LIBS))  libarchive $(call have,$(ARCHIVE_LIBS))  libjpeg $(call have,$(JPEG_LIBS))  cJSON $(call have,$(CJSON_LIBS))  cmocka $(call have,$(CMOCKA_LIBS)))
+$(info bpc build: OpenBLAS ($(OPENBLAS_KIND)) ✓  OpenMP $(call have,$(OPENMP))  CUDA headers ($(CUDA_HOME)) $(call have,$(CUDA))  zlib $(call have,$(ZLIB_LIBS))  libcrypto $(call have,$(CRYPTO_LIBS))  libarchive $(call have,$(ARCHIVE_LIBS))  libjpeg $(call have,$(JPEG_LIBS))  cJSON $(call have,$(CJSON_LIBS))  cmocka $(call have,$(CMOCKA_LIBS))  MPI $(call have,$(MPI_LIBS)))
 
 # ---- sources --------------------------------------------------------------------------
 GEN      := $(BUILD)/gen
@@ -129,8 +135,12 @@ $(BUILD)/oracle_dump: tests/oracle/dump.c $(call objs,$(BUILD))
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SRCS) -o $@ $(LDLIBS)
 
 # ---- the GPU check: CUDA against CPU, step by step (needs a GPU to run; links anywhere)
-$(BUILD)/gpu_compare: tests/gpu/compare.c $(call objs,$(BUILD))
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(SRCS) -o $@ $(LDLIBS)
+$(BUILD)/gpu_compare: tests/gpu/compare.c tests/sync_check.h $(call objs,$(BUILD))
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $(SRCS) -o $@ $(LDLIBS)
+
+# ---- data parallelism against one process, step by step (run it under mpirun) -------
+$(BUILD)/mpi_compare: tests/mpi/compare.c tests/sync_check.h $(call objs,$(BUILD))
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $(SRCS) -o $@ $(LDLIBS)
 
 # ---- fuzzing: libFuzzer on the .bp front end (clang) ----------------------------------
 # the front end alone: lexer, parser, checks, IR, the check table
@@ -162,8 +172,16 @@ cuda-report: $(BUILD)/bpc
 # ---- make bench: bpc's CPU step against PyTorch, interleaved; writes bench/results.json
 $(BUILD)/bench_step: bench/bench_step.c $(call objs,$(BUILD))
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SRCS) -o $@ $(LDLIBS)
-bench: $(BUILD)/bench_step
+bench: $(BUILD)/bench_step $(BUILD)/bpc
 	BUILD=$(BUILD) sh bench/run.sh
+
+# ---- reliability: SIGKILL at 50 random moments + resume = uninterrupted (tests/torture.py);
+# the unit tests under valgrind's memcheck (the plain build: ASan and valgrind exclude
+# each other)
+torture: $(BUILD)/bpc
+	/usr/bin/python3 tests/torture.py --bpc $(BUILD)/bpc --kills $${KILLS:-50}
+valgrind: $(UNIT)
+	BUILD=$(BUILD) sh tests/valgrind.sh
 
 # ---- the two set-up commands ------------------------------------------------------------
 DATA ?= $(or $(BPC_DATA),$(HOME)/.cache/bpc/data)
@@ -171,13 +189,39 @@ demo: $(BUILD)/bpc
 	$(BUILD)/bpc data fetch mnist --data $(DATA)
 	$(BUILD)/bpc train models/mnist_conv.bp --data $(DATA) --target cpu --epochs 3
 
-test: $(BUILD)/bpc $(BUILD)/libbprt.a $(SAN)/bpc $(UNIT) $(UNIT_SAN) $(BUILD)/fuzz_frontend $(DATA_FUZZ) $(BUILD)/oracle_dump $(BUILD)/gpu_compare $(BUILD)/bench_step
+test: $(BUILD)/bpc $(BUILD)/libbprt.a $(SAN)/bpc $(UNIT) $(UNIT_SAN) $(BUILD)/fuzz_frontend $(DATA_FUZZ) $(BUILD)/oracle_dump $(BUILD)/gpu_compare $(BUILD)/mpi_compare $(BUILD)/bench_step
 	BUILD=$(BUILD) DATA=$(DATA) sh tests/run.sh
+
+# ---- make install [PREFIX=/usr/local] [DESTDIR=...]; make uninstall -------------------
+# bpc finds libbprt.a in ../lib/bpc/ and the shipped models in ../share/bpc/models/ from
+# its own folder, so the tree may be moved as a whole (DESTDIR staging included).
+PREFIX ?= /usr/local
+INSTALL_FILES := bin/bpc lib/bpc/libbprt.a share/man/man1/bpc.1 \
+  $(patsubst %,share/bpc/%,$(wildcard models/*.bp) $(TEMPLATES)) \
+  share/bpc/editors/bp.tmLanguage.json share/vim/vimfiles/syntax/bp.vim \
+  share/vim/vimfiles/ftdetect/bp.vim
+install: $(BUILD)/bpc $(BUILD)/libbprt.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/bpc $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/bpc/models $(DESTDIR)$(PREFIX)/share/bpc/templates \
+	  $(DESTDIR)$(PREFIX)/share/bpc/editors $(DESTDIR)$(PREFIX)/share/vim/vimfiles/syntax \
+	  $(DESTDIR)$(PREFIX)/share/vim/vimfiles/ftdetect
+	install -m 755 $(BUILD)/bpc $(DESTDIR)$(PREFIX)/bin/bpc
+	install -m 644 $(BUILD)/libbprt.a $(DESTDIR)$(PREFIX)/lib/bpc/libbprt.a
+	install -m 644 docs/bpc.1 $(DESTDIR)$(PREFIX)/share/man/man1/bpc.1
+	install -m 644 models/*.bp $(DESTDIR)$(PREFIX)/share/bpc/models/
+	install -m 644 $(TEMPLATES) $(DESTDIR)$(PREFIX)/share/bpc/templates/
+	install -m 644 editors/bp.tmLanguage.json $(DESTDIR)$(PREFIX)/share/bpc/editors/
+	install -m 644 editors/vim/syntax/bp.vim $(DESTDIR)$(PREFIX)/share/vim/vimfiles/syntax/bp.vim
+	install -m 644 editors/vim/ftdetect/bp.vim $(DESTDIR)$(PREFIX)/share/vim/vimfiles/ftdetect/bp.vim
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALL_FILES))
+	-rmdir $(DESTDIR)$(PREFIX)/share/bpc/models $(DESTDIR)$(PREFIX)/share/bpc/templates \
+	  $(DESTDIR)$(PREFIX)/share/bpc/editors $(DESTDIR)$(PREFIX)/share/bpc $(DESTDIR)$(PREFIX)/lib/bpc 2>/dev/null
 
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all demo test fuzz clean cuda-report bench
+.PHONY: all demo test fuzz clean cuda-report bench install uninstall torture valgrind
 .SUFFIXES:
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,7 +1,8 @@
 /* bench_step.c (build/bench_step): times bpc's CPU training step for `make bench`.
  *
  *   bench_step MODEL.bp brainprop|ebp [--steps N] [--warmup N] [--batch B] [--seed S]
- *              [--target cpu|cuda] [--no-sgemm] [--no-cold] [--layers-json PATH] [--serve]
+ *              [--target cpu|cuda] [--precision ieee|tf32|3xtf32] [--no-sgemm] [--no-cold]
+ *              [--layers-json PATH] [--serve]
  *
  * Compiles the model (front end, plan, C source: timed as "bpc compile"), JIT-compiles
  * it twice (cold, in a fresh empty $XDG_CACHE_HOME, then warm from that cache), opens
@@ -230,7 +231,8 @@ static long number(const char *flag, const char *v, long lo, long hi) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_step MODEL.bp brainprop|ebp [--steps N] [--warmup N] [--batch B] "
-                    "[--seed S] [--target cpu|cuda] [--no-sgemm] [--no-cold] [--layers-json PATH] [--serve]\n");
+                    "[--seed S] [--target cpu|cuda] [--precision ieee|tf32|3xtf32] [--no-sgemm] [--no-cold] "
+                    "[--layers-json PATH] [--serve]\n");
     exit(1);
 }
 
@@ -241,6 +243,7 @@ int main(int argc, char **argv) {
     int steps = 20, warmup = 3, batch = 0, do_sgemm = 1, do_cold = 1, serve = 0;
     unsigned long long seed = 1;
     bp_target target = BP_TARGET_CPU;
+    const char *precision = NULL;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -255,6 +258,7 @@ int main(int argc, char **argv) {
             else if (!strcmp(t, "cuda")) target = BP_TARGET_CUDA;
             else die(1, "--target is cpu or cuda");
         }
+        else if (!strcmp(a, "--precision") && more) precision = argv[++i];
         else if (!strcmp(a, "--no-sgemm")) do_sgemm = 0;
         else if (!strcmp(a, "--no-cold")) do_cold = 0;
         else if (!strcmp(a, "--serve")) serve = 1;
@@ -271,6 +275,8 @@ int main(int argc, char **argv) {
     int nerr = 0, ioerr = 0;
     bp_ir *ir = bp_frontend_file(model, stderr, &nerr, &ioerr);
     if (!ir) die(1, "the model did not compile");
+    if (precision && bp_precision_parse(precision, &ir->train.precision))
+        die(1, "--precision is ieee, tf32 or 3xtf32");
     double frontend_ms = now_ms() - t0;
     t0 = now_ms();
     bp_plan *p = bp_plan_build(ir, rule, batch);

@@ -5,6 +5,7 @@ on synthetic inputs.
 
     /usr/bin/python3 bench/run.py --bench-step build/bench_step [--out bench/results.json]
                                   [--models a,b] [--quick] [--target cpu|cuda]
+                                  [--precision ieee|tf32|3xtf32]
 
 These machines are shared and noisy, so every figure that matters is a ratio taken in
 one run, from processes that take turns: for each model, one long-lived bench_step
@@ -127,7 +128,7 @@ def bench_model(a, model, warmup, rounds, per_round, together, tmp):
                 lj = os.path.join(tmp, f"{model}.{rule}.json")
                 b = Server(f"bench_step {model} {rule}",
                            [a.bench_step, bp, rule, "--serve", "--warmup", str(warmup),
-                            "--target", a.target, "--layers-json", lj])
+                            "--target", a.target, "--precision", a.precision, "--layers-json", lj])
                 procs.append(b)
                 h = b.start()
                 env = dict(os.environ)
@@ -135,7 +136,8 @@ def bench_model(a, model, warmup, rounds, per_round, together, tmp):
                 t = Server(f"torch_step.py {model} {rule}",
                            [a.python, os.path.join(HERE, "torch_step.py"), lj, "--serve",
                             "--warmup", str(warmup), "--threads", str(h["threads"]),
-                            "--device", a.target], env=env)
+                            "--device", a.target] + (["--tf32"] if a.precision != "ieee" else []),
+                           env=env)
                 procs.append(t)
                 t.start()
                 order += [(rule, b, t)]
@@ -232,6 +234,9 @@ def main(argv):
     ap.add_argument("--quick", action="store_true", help="1 warm-up, 2 rounds of 1 step (a smoke run)")
     ap.add_argument("--target", choices=("cpu", "cuda"), default="cpu",
                     help="cuda: bpc's CUDA target against PyTorch on the GPU (each step waited for)")
+    ap.add_argument("--precision", choices=("ieee", "tf32", "3xtf32"), default="ieee",
+                    help="bpc's GEMM precision; with tf32 and 3xtf32 PyTorch runs with TF32 on "
+                         "(its cuDNN default), with ieee off")
     a = ap.parse_args(argv[1:])
     plan = PLAN
     if a.models:
@@ -265,7 +270,8 @@ def main(argv):
                     r["bpc_brainprop_over_ebp"] = bp["bpc_ms_per_step"] / ebp["bpc_ms_per_step"]
                     r["pytorch_brainprop_over_ebp"] = bp["pytorch_ms_per_step"] / ebp["pytorch_ms_per_step"]
             for r in (bp, ebp):
-                r.update(date=date, cpu=cpu_name(), cpus=os.cpu_count(), load_at_start=load[0])
+                r.update(date=date, cpu=cpu_name(), cpus=os.cpu_count(), load_at_start=load[0],
+                         precision=a.precision)
                 rows.append(r)
             print(f"  {model}: {time.time() - t0:.0f} s", file=sys.stderr)
     with open(a.out, "w") as f:

@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench/run.sh: what `make bench` runs. Times bpc's CPU training step against the same
 # model and rule in PyTorch, interleaved, for every paper architecture and both rules,
-# on synthetic inputs; prints a table and writes bench/results.json. The work is done
+# on synthetic inputs; prints a table and writes bench/results.json; then the MPI scaling
+# ratio (bench/mpi_scaling.py, bench/mpi_scaling.json). The work is done
 # by bench/run.py (Python, because it keeps bpc and PyTorch processes alive and makes
 # them take turns); this script checks what it needs first.
 # Env: BUILD (build folder holding bench_step), PYTHON (default /usr/bin/python3, the
@@ -14,5 +15,11 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 "$PYTHON" -c 'import torch' 2>/dev/null || {
     echo "bench: $PYTHON cannot import torch: install Debian's python3-torch" >&2; exit 2; }
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of arguments
-exec "$PYTHON" bench/run.py --bench-step "$BUILD/bench_step" --python "$PYTHON" \
+"$PYTHON" bench/run.py --bench-step "$BUILD/bench_step" --python "$PYTHON" \
     --out bench/results.json ${BENCH_ARGS:-}
+# data parallelism: 1 process x 2 threads against 2 MPI ranks x 1 thread
+if command -v mpirun > /dev/null 2>&1; then
+    "$PYTHON" bench/mpi_scaling.py --bpc "$BUILD/bpc" --out bench/mpi_scaling.json
+else
+    echo "bench: no mpirun: the MPI scaling ratio is left out (install openmpi-bin)"
+fi

@@ -133,14 +133,16 @@ def build(model):
 
 
 class Step:
-    def __init__(self, model, seed, device):
+    def __init__(self, model, seed, device, tf32=False):
         torch.manual_seed(seed)
         self.dev = torch.device(device)
         if self.dev.type == "cuda":
-            # full float32 like bpc (cuDNN would use TF32 for convolutions by default),
-            # and cuDNN's fastest algorithm for each shape, found in the warm-up
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
+            # full float32 like bpc's ieee mode (cuDNN would use TF32 for convolutions by
+            # default), or with tf32 TF32 for both matmuls and convolutions, against
+            # bpc's tf32 mode; cuDNN's fastest algorithm for each shape, found in the
+            # warm-up
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
             torch.backends.cudnn.benchmark = True
         self.net = build(model).train().to(self.dev)
         self.rule = model["rule"]
@@ -204,6 +206,7 @@ def main(argv):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--serve", action="store_true")
+    ap.add_argument("--tf32", action="store_true", help="cuda: TF32 matmuls and convolutions")
     a = ap.parse_args(argv[1:])
     if a.device == "cuda" and not torch.cuda.is_available():
         print("torch_step.py: --device cuda: this PyTorch sees no GPU "
@@ -217,12 +220,12 @@ def main(argv):
         return 2
     torch.set_num_threads(a.threads)
     base_rss = peak_rss_mb()
-    step = Step(model, a.seed, a.device)
+    step = Step(model, a.seed, a.device, a.tf32)
     for _ in range(a.warmup):
         step()
     head = {"model": model["model"], "rule": model["rule"], "target": a.device,
             "inputs": "synthetic", "impl": "pytorch", "torch": torch.__version__,
-            "batch": step.nb, "threads": torch.get_num_threads(),
+            "batch": step.nb, "threads": torch.get_num_threads(), "tf32": a.tf32,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "warmup_steps": a.warmup, "import_rss_mb": base_rss}
     if a.serve:

@@ -39,10 +39,13 @@ int bp_read_opts(bp_diag *d, const bp_stmt *s, const bp_arg *a, const char *usag
     for (const bp_arg *p = a; p; prev = p->loc, p = p->next) {
         if (p->kind != BP_ARG_WORD) {
             rc = -1;
-            /* A value without its option word: `sgd 0.1` for `sgd lr 0.1`. */
-            int i = 0;
+            /* A value without its option word: `sgd 0.1` for `sgd lr 0.1`. `decay`
+             * belongs to a `feedback` word: before one, a number is just stray. */
+            int i = 0, fb = 0;
+            for (int j = 0; j < n; j++)
+                if (!strcmp(specs[j].name, "feedback") && seen[j].key) fb = 1;
             while (i < n && (specs[i].kind == BP_OPT_FLAG || specs[i].kind == BP_OPT_WORD ||
-                             seen[i].key || told[i]))
+                             seen[i].key || told[i] || (!fb && !strcmp(specs[i].name, "decay"))))
                 i++;
             if (i < n && i < 16 && p->kind == BP_ARG_NUM) {
                 told[i] = 1;
@@ -67,13 +70,20 @@ int bp_read_opts(bp_diag *d, const bp_stmt *s, const bp_arg *a, const char *usag
             bp_diag_error(d, p->loc, "unknown option '%s' for %s", bp_clip(p->text, c),
                           s->head);
             const char *near = bp_suggest(p->text, names, n < 16 ? n : 16);
-            if (near) bp_diag_hint(d, "did you mean '%s'?", near);
+            int fb = !strcmp(p->text, "feedback"); /* on a layer without weights */
+            if (fb) bp_diag_hint(d, "%s has no weights for feedback to cross; 'feedback' is "
+                                    "chosen on dense, conv, loccon and output layers", s->head);
+            else if (near) bp_diag_hint(d, "did you mean '%s'?", near);
             else if (n == 0) bp_diag_hint(d, "%s takes no options", s->head);
             else bp_diag_hint(d, "usage: %s", usage);
-            /* A number after it is its value: one mistake, one message. The unknown
-             * word may also be a misspelt required option: no "missing" message. */
+            /* A number after it is its value (a word after 'feedback'): one mistake,
+             * one message. The unknown word may also be a misspelt required option: no
+             * "missing" message. */
             unknown = 1;
-            if (n > 0 && p->next && p->next->kind == BP_ARG_NUM) {
+            if (fb && p->next && p->next->kind == BP_ARG_WORD && !is_head(p->next->text, heads)) {
+                prev = p->loc;
+                p = p->next;
+            } else if (n > 0 && p->next && p->next->kind == BP_ARG_NUM) {
                 prev = p->loc;
                 p = p->next;
             }

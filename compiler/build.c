@@ -1,6 +1,7 @@
 /* build.c: `bpc build`, a standalone trainer for one model (build.h).
  *
- * In a temporary folder it writes, for each rule, the emitted source; for the CPU
+ * In a temporary folder it writes, for each rule, the emitted source (and, for a model
+ * with untied feedback, that of its tied twin, which the alignment metrics run); for the CPU
  * target it compiles that C with the C JIT's flags into an object whose kernels are
  * renamed (a macro per kernel) so that both rules link side by side, plus a function
  * that registers them (linked.h); for CUDA it compiles the source with NVRTC into
@@ -222,6 +223,8 @@ int bp_cmd_build(const char *model_path, const char *out, const char *target, co
     if (arch && (!bp_cuda_archs_ok(arch) || strlen(arch) > 300))
         return bp_fail(e, "--arch takes sm_XY or compute_XY, or several joined by commas "
                           "(sm_90,compute_75), not '%.200s'", arch), 1;
+    bp_err ae;
+    if (arch && bp_cuda_archs_supported(arch, &ae) == 0) return bp_fail(e, "--arch %s", ae.msg), 1;
     /* never write the trainer over its own model source, nor rename it over a device,
      * a FIFO or a folder */
     if (bp_same_file(model_path, out))
@@ -245,6 +248,7 @@ int bp_cmd_build(const char *model_path, const char *out, const char *target, co
     if (bp_read_file(model_path, &model_src, &srclen)) { bp_ir_free(ir); return bp_fail(e, "%s: cannot read: %s", model_path, strerror(errno)), 2; }
 
     job J = {.cc = getenv("CC"), .archs = arch}, *j = &J;
+    bp_ir tied = {0}; /* the tied twin of the model, for the alignment metrics */
     if (!j->cc || !*j->cc) j->cc = "cc";
     const char *t = getenv("TMPDIR");
     snprintf(j->dir, sizeof j->dir, "%s/bpc-build.XXXXXX", t && *t ? t : "/tmp");
@@ -273,8 +277,12 @@ int bp_cmd_build(const char *model_path, const char *out, const char *target, co
             ir->name ? ir->name : "a model");
 
     int no_images = 0;
-    for (int r = 0; r < 2; r++) {
-        bp_plan *p = bp_plan_build(ir, r == 0 ? BP_RULE_BRAINPROP : BP_RULE_EBP, 0);
+    /* both rules; and when some feedback is not tied, both rules of the tied twin that
+     * the alignment metrics run beside the model (runtime/align.h) */
+    int twins = bp_feedback_untied(ir);
+    if (twins && bp_ir_tied(ir, &tied)) { bp_fail(e, "out of memory"); goto done; }
+    for (int r = 0; r < (twins ? 4 : 2); r++) {
+        bp_plan *p = bp_plan_build(r < 2 ? ir : &tied, r % 2 == 0 ? BP_RULE_BRAINPROP : BP_RULE_EBP, 0);
         char *src = NULL;
         size_t len = 0;
         FILE *f = p ? open_memstream(&src, &len) : NULL;
@@ -343,6 +351,7 @@ int bp_cmd_build(const char *model_path, const char *out, const char *target, co
            ir->name ? ir->name : "the model", base, cuda ? "cuda" : "cpu", strchr(out, '/') ? "" : "./", out);
     rc = 0;
 done:
+    free(tied.layers);
     if (j->main_c) fclose(j->main_c);
     if (j->dir[0]) remove_tree(j->dir);
     sigaction(SIGINT, &old_int, NULL);

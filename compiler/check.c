@@ -27,7 +27,7 @@ typedef struct {
     const char *pos_what; /* its name in messages */
     const char *needs;    /* the message when it is missing */
     const char *usage;
-    bp_optspec opts[4];
+    bp_optspec opts[6];
     int nopts;
 } layer_spec;
 
@@ -36,23 +36,26 @@ static const char *const LAYER_NAMES[NLAYERS + 1] = {
     "input", "dense", "conv", "loccon", "maxpool", "batchnorm", "dropout", "output", NULL,
 };
 
+/* `feedback MODE [decay D]` on every layer with weights: always the last two options */
+#define FB_OPTS { "feedback", BP_OPT_WORD, 0, "feedback random" }, { "decay", BP_OPT_NUM, 0, "decay 0.001" }
+#define FB_USAGE "[feedback tied|random|sign|kolen_pollack [decay D]]"
 #define CONV_OPTS                                                              \
     { { "size", BP_OPT_INT, 1, "size 3" }, { "stride", BP_OPT_INT, 0, "stride 2" }, \
-      { "pad", BP_OPT_WORD, 0, "pad same" }, { "relu", BP_OPT_FLAG, 0, "relu" } }, 4
+      { "pad", BP_OPT_WORD, 0, "pad same" }, { "relu", BP_OPT_FLAG, 0, "relu" }, FB_OPTS }, 6
 
 static const layer_spec LAYERS[NLAYERS] = {
     { "input", BP_INPUT, POS_DIMS, "input",
       "input needs its shape H x W x C, as in 'input 28 x 28 x 1'", "input H x W x C",
       { { 0 } }, 0 },
     { "dense", BP_DENSE, POS_INT, "dense units",
-      "dense needs its number of units, as in 'dense 500 relu'", "dense N [relu]",
-      { { "relu", BP_OPT_FLAG, 0, "relu" } }, 1 },
+      "dense needs its number of units, as in 'dense 500 relu'", "dense N [relu] " FB_USAGE,
+      { { "relu", BP_OPT_FLAG, 0, "relu" }, FB_OPTS }, 3 },
     { "conv", BP_CONV, POS_INT, "conv filters",
       "conv needs its number of filters, as in 'conv 32 size 3'",
-      "conv F size K [stride S] [pad same|valid] [relu]", CONV_OPTS },
+      "conv F size K [stride S] [pad same|valid] [relu] " FB_USAGE, CONV_OPTS },
     { "loccon", BP_LOCCON, POS_INT, "loccon filters",
       "loccon needs its number of filters, as in 'loccon 32 size 3'",
-      "loccon F size K [stride S] [pad same|valid] [relu]", CONV_OPTS },
+      "loccon F size K [stride S] [pad same|valid] [relu] " FB_USAGE, CONV_OPTS },
     { "maxpool", BP_MAXPOOL, POS_NONE, NULL, NULL, "maxpool size K [stride S] [pad same|valid]",
       { { "size", BP_OPT_INT, 1, "size 2" }, { "stride", BP_OPT_INT, 0, "stride 2" },
         { "pad", BP_OPT_WORD, 0, "pad same" } }, 3 },
@@ -61,9 +64,10 @@ static const layer_spec LAYERS[NLAYERS] = {
       "dropout needs its drop rate, as in 'dropout 0.3'", "dropout RATE", { { 0 } }, 0 },
     { "output", BP_OUTPUT, POS_INT, "output units",
       "output needs its number of classes, as in 'output 10 brainprop'",
-      "output N brainprop [epsilon E] | output N softmax",
+      "output N (brainprop [epsilon E] | softmax) "
+      "[feedback tied|random|sign|kolen_pollack|direct [decay D]]",
       { { "brainprop", BP_OPT_FLAG, 0, "brainprop" }, { "softmax", BP_OPT_FLAG, 0, "softmax" },
-        { "epsilon", BP_OPT_NUM, 0, "epsilon 0.02" } }, 3 },
+        { "epsilon", BP_OPT_NUM, 0, "epsilon 0.02" }, FB_OPTS }, 5 },
 };
 
 /* One layer while it is being checked. */
@@ -71,6 +75,9 @@ typedef struct {
     bp_layer l;
     int shape_ok;          /* every value that decides its output shape was read */
     bp_span size_loc;      /* where its kernel size was written (conv, loccon, pool) */
+    const bp_arg *fb_key;  /* its own `feedback` option, or NULL */
+    const bp_arg *decay;   /* its own `decay` option, or NULL */
+    int fb_ok;             /* the feedback word was read (l.feedback holds it) */
 } layer_info;
 
 int bp_is_layer_name(const char *w) {
@@ -198,6 +205,34 @@ static void read_rule(bp_diag *d, const bp_stmt *s, const layer_spec *sp,
     }
 }
 
+#define KP_DECAY 1e-3f /* Kolen-Pollack's default weight decay (the paper's deep-net L2 gradient) */
+
+/* Reads `feedback MODE` and `decay D` (seen[0], seen[1]) into the layer; the modes are
+ * resolved across layers by resolve_feedback. */
+static void read_feedback(bp_diag *d, const bp_optseen *seen, layer_info *li) {
+    static const char *const modes[] = { "tied", "random", "sign", "kolen_pollack", "direct" };
+    char c[BP_CLIP];
+    li->fb_key = seen[0].key;
+    li->decay = seen[1].key;
+    if (seen[0].val) {
+        int m = 0;
+        while (m < 5 && strcmp(seen[0].val->text, modes[m])) m++;
+        if (m == 5) {
+            bp_diag_error(d, seen[0].val->loc, "feedback must be tied, random, sign, "
+                          "kolen_pollack or direct, got '%s'", bp_clip(seen[0].val->text, c));
+            const char *near = bp_suggest(seen[0].val->text, modes, 5);
+            if (near) bp_diag_hint(d, "did you mean '%s'?", near);
+        } else {
+            li->l.feedback = (bp_feedback)m;
+            li->fb_ok = 1;
+        }
+    }
+    if (seen[1].val)
+        bp_get_float(d, seen[1].val, "decay", 0, 0, 1, 1, &li->l.fb_decay);
+    else
+        li->l.fb_decay = KP_DECAY;
+}
+
 static void read_layer(bp_diag *d, const bp_stmt *s, const layer_spec *sp, layer_info *li) {
     bp_layer *l = &li->l;
     memset(li, 0, sizeof *li);
@@ -208,8 +243,9 @@ static void read_layer(bp_diag *d, const bp_stmt *s, const layer_spec *sp, layer
     li->size_loc = s->loc;
     const bp_arg *a = read_positional(d, s, sp, li);
 
-    bp_optseen seen[4];
+    bp_optseen seen[6];
     bp_read_opts(d, s, a, sp->usage, sp->opts, sp->nopts, seen, LAYER_NAMES);
+    if (bp_has_weights(sp->kind)) read_feedback(d, &seen[sp->nopts - 2], li);
     switch (sp->kind) {
     case BP_DENSE:
         l->relu = seen[0].key != NULL;
@@ -272,6 +308,15 @@ static layer_info *read_layers(bp_diag *d, const bp_block *m, int *n) {
 
 /* ---- pass 2: the order of layers ---------------------------------------------------- */
 
+/* 1 when a statement of m holds the word `head` among its arguments: a layer glued to
+ * the one before by a missing ';', already reported by bp_read_opts. */
+static int glued(const bp_block *m, const char *head) {
+    for (const bp_stmt *s = m->stmts; s; s = s->next)
+        for (const bp_arg *a = s->args; a; a = a->next)
+            if (a->kind == BP_ARG_WORD && !strcmp(a->text, head)) return 1;
+    return 0;
+}
+
 static int check_order(bp_diag *d, const bp_block *m, const layer_info *li, int n) {
     char c[BP_CLIP];
     int ok = 1;
@@ -319,12 +364,54 @@ static int check_order(bp_diag *d, const bp_block *m, const layer_info *li, int 
         bp_diag_hint(d, "start the model with 'input H x W x C;'");
         ok = 0;
     }
-    if (!first_out) {
+    if (!first_out && !glued(m, "output")) {
         bp_diag_error(d, m->name_loc, "model '%s' has no output layer", bp_clip(m->name, c));
         bp_diag_hint(d, "end the model with 'output N brainprop;' or 'output N softmax;'");
         ok = 0;
     }
     return ok;
+}
+
+/* ---- pass 2b: the feedback pathways ------------------------------------------------ */
+
+/* Resolves every weight layer's feedback: its own, else the output's, else tied, and
+ * reports the combinations that mean nothing. Needs the order checked (output last). */
+static void resolve_feedback(bp_diag *d, layer_info *li, int n) {
+    layer_info *out = &li[n - 1];
+    bp_feedback net = out->fb_ok ? out->l.feedback : BP_FB_TIED;
+    int first = n - 1; /* the first trainable layer: no feedback goes below it */
+    for (int i = 1; i < n; i++)
+        if (bp_has_weights(li[i].l.kind) || li[i].l.kind == BP_BATCHNORM) { first = i; break; }
+    for (int i = 1; i < n; i++) {
+        layer_info *L = &li[i];
+        if (!bp_has_weights(L->l.kind)) continue;
+        const char *k = bp_layer_kind_name(L->l.kind);
+        if (L->fb_ok && i == first) {
+            bp_diag_error(d, L->fb_key->loc, "no feedback crosses the weights of the first "
+                          "trainable layer: no layer below it learns");
+            bp_diag_hint(d, "remove 'feedback %s' here; it would change nothing",
+                         bp_feedback_name(L->l.feedback));
+        } else if (L->fb_ok && i < n - 1 && L->l.feedback == BP_FB_DIRECT) {
+            bp_diag_error(d, L->fb_key->loc, "feedback direct is a choice for the whole "
+                          "network: it sends the output's error to every hidden layer");
+            bp_diag_hint(d, "write it on the output layer: 'output N brainprop feedback direct'");
+        } else if (L->fb_ok && i < n - 1 && net == BP_FB_DIRECT) {
+            bp_diag_error(d, L->fb_key->loc, "the network has direct feedback (output at "
+                          "%d:%d), so no feedback crosses the weights of this %s",
+                          out->l.loc.line, out->l.loc.col, k);
+            bp_diag_hint(d, "remove 'feedback %s' here, or choose another feedback on the "
+                         "output layer", bp_feedback_name(L->l.feedback));
+        }
+        bp_feedback own = L->fb_ok ? L->l.feedback : net;
+        L->l.feedback = net == BP_FB_DIRECT ? BP_FB_DIRECT : own;
+        if (L->decay && L->l.feedback != BP_FB_KP) {
+            bp_diag_error(d, L->decay->loc, "decay applies only to kolen_pollack feedback, "
+                          "and this %s's is %s", k, bp_feedback_name(L->l.feedback));
+            bp_diag_hint(d, "remove 'decay', or write 'feedback kolen_pollack decay D'");
+        }
+        if (L->l.feedback != BP_FB_KP) L->l.fb_decay = 0;
+        else if (!L->decay && out->decay) L->l.fb_decay = out->l.fb_decay;
+    }
 }
 
 /* ---- pass 3: shapes and sizes ------------------------------------------------------- */
@@ -498,8 +585,10 @@ bp_ir *bp_check(const bp_ast *ast, bp_diag *d, const char *path, int partial) {
             continue;
         }
         li = read_layers(d, b, &n);
-        if (!partial && check_order(d, b, li, n) && infer_shapes(d, b, li, n) == 0)
-            shapes_ok = 1;
+        if (!partial && check_order(d, b, li, n)) {
+            resolve_feedback(d, li, n);
+            if (infer_shapes(d, b, li, n) == 0) shapes_ok = 1;
+        }
     }
     if (!model && !partial && !d->stopped) {
         bp_diag_file_error(d, "no model in this file");

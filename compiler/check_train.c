@@ -8,10 +8,12 @@
 #include "check.h"
 #include "suggest.h"
 
-enum { S_DATA, S_BATCH, S_SGD, S_LR_STEP, S_EPOCHS, S_EARLY_STOP, S_INIT, S_L2, S_SEED, S_VAL, NSET };
+enum { S_DATA, S_BATCH, S_SGD, S_LR_STEP, S_EPOCHS, S_EARLY_STOP, S_INIT, S_L2, S_SEED, S_VAL,
+       S_PRECISION, NSET };
 
 static const char *const SETTINGS[NSET + 1] = {
-    "data", "batch", "sgd", "lr_step", "epochs", "early_stop", "init", "l2", "seed", "val", NULL,
+    "data", "batch", "sgd", "lr_step", "epochs", "early_stop", "init", "l2", "seed", "val",
+    "precision", NULL,
 };
 
 static const char *const USAGE[NSET] = {
@@ -25,6 +27,7 @@ static const char *const USAGE[NSET] = {
     "l2 LAMBDA",
     "seed N",
     "val test|N|FRACTION",
+    "precision ieee|tf32|3xtf32",
 };
 
 static const struct {
@@ -148,6 +151,20 @@ static int read_setting(int k, const bp_stmt *s, bp_diag *d, bp_train_cfg *t,
                                  "'val 0.1'");
         bp_diag_hint(d, "usage: %s", USAGE[k]);
         return -1;
+    case S_PRECISION: {
+        static const char *const names[] = { "ieee", "tf32", "3xtf32" };
+        if (!(a = one_value(d, s, USAGE[k]))) return -1;
+        if (a->kind == BP_ARG_WORD && !bp_precision_parse(a->text, &t->precision)) return 0;
+        char c[BP_CLIP];
+        if (a->kind == BP_ARG_DIMS) /* dimensions have no text of their own */
+            bp_diag_error(d, a->loc, "precision is ieee, tf32 or 3xtf32, not dimensions");
+        else
+            bp_diag_error(d, a->loc, "precision is ieee, tf32 or 3xtf32, not '%s'", bp_clip(a->text, c));
+        const char *near = a->kind == BP_ARG_WORD ? bp_suggest(a->text, names, 3) : NULL;
+        if (near) bp_diag_hint(d, "did you mean '%s'?", near);
+        else bp_diag_hint(d, "usage: %s", USAGE[k]);
+        return -1;
+    }
     case S_SGD: {
         static const bp_optspec o[] = { { "lr", BP_OPT_NUM, 1, "lr 0.1" } };
         rc = bp_read_opts(d, s, s->args, USAGE[k], o, 1, seen, SETTINGS);

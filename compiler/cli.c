@@ -2,6 +2,7 @@
  * Moved out of main.c so that a trainer made by `bpc build` takes exactly the same
  * options, with the same checks and messages. */
 #include "cli.h"
+#include "dist.h"
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ static const struct {
     {"--rule", OPT_STR, offsetof(bp_cli_args, rule), 0, 0},
     {"--data", OPT_STR, offsetof(bp_cli_args, data), 0, 0},
     {"--arch", OPT_STR, offsetof(bp_cli_args, arch), 0, 0},
+    {"--precision", OPT_STR, offsetof(bp_cli_args, precision), 0, 0},
     {"--metrics", OPT_STR, offsetof(bp_cli_args, metrics), 0, 0},
     {"--out", OPT_STR, offsetof(bp_cli_args, run_out), 0, 0},
     {"--resume", OPT_STR, offsetof(bp_cli_args, resume), 0, 0},
@@ -145,11 +147,32 @@ int bp_cli_rule(const bp_cli_args *a, const bp_ir *ir, bp_rule *r) {
     return 0;
 }
 
+int bp_cli_dist_init(int *argc, char ***argv) {
+    bp_err e = {{0}};
+    if (bp_dist_init(argc, argv, &e)) {
+        fprintf(stderr, "%s: error: %s\n", bp_cli_prog, e.msg);
+        return 2;
+    }
+    static char name[96];
+    if (bp_dist_rank() > 0) {
+        snprintf(name, sizeof name, "%s (rank %d)", bp_cli_prog, bp_dist_rank());
+        bp_cli_prog = name;
+    }
+    return 0;
+}
+
+int bp_cli_precision(const bp_cli_args *a, bp_precision *p, int *given) {
+    *given = a->precision != NULL;
+    if (!a->precision || !bp_precision_parse(a->precision, p)) return 0;
+    return bp_cli_bad_usage("--precision is ieee, tf32 or 3xtf32, not '%s'", a->precision);
+}
+
 int bp_cli_target(const char *t, bp_target *out) {
     if (!t) t = "auto";
     if (!strcmp(t, "cpu") || !strcmp(t, "c")) *out = BP_TARGET_CPU;
     else if (!strcmp(t, "cuda")) *out = BP_TARGET_CUDA;
-    else if (!strcmp(t, "auto")) *out = bp_cuda_available() ? BP_TARGET_CUDA : BP_TARGET_CPU;
+    /* several ranks train on the CPU target (runtime/dist.h) */
+    else if (!strcmp(t, "auto")) *out = bp_dist_size() == 1 && bp_cuda_available() ? BP_TARGET_CUDA : BP_TARGET_CPU;
     else return bp_cli_bad_usage("--target is cpu, cuda or auto, not '%s'", t);
     return 0;
 }
@@ -214,6 +237,7 @@ int bp_cli_train(const bp_cli_args *a, bp_ir *ir, bp_target target, int argc, ch
                        .command = cmd, .progress = a->progress, .has_rule = a->rule != NULL,
                        .target = target};
     int rc = bp_cli_rule(a, ir, &o.rule);
+    if (!rc) rc = bp_cli_precision(a, &o.precision, &o.has_precision);
     if (rc) { free(cmd); return rc; }
     bp_train_result res;
     bp_err e = {{0}};

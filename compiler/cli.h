@@ -15,6 +15,7 @@
 typedef struct {
     const char *out;        /* -o FILE: what emit, ptx, build and plot write */
     const char *target, *rule, *data, *arch, *metrics;
+    const char *precision;  /* --precision ieee|tf32|3xtf32 */
     const char *run_out;    /* --out RUN_DIR: the run folder of train */
     const char *resume;     /* --resume RUN_DIR */
     long batch;             /* --batch, 1 .. 2^20 */
@@ -33,7 +34,7 @@ typedef struct {
 
 /* The options `bpc train` takes, as bp_cli_options_apply wants them. */
 #define BP_CLI_TRAIN_OPTIONS " --data --target --epochs --seed --lr --rule --limit --test-limit " \
-                             "--val --out --resume --metrics --progress --no-progress "
+                             "--val --out --resume --metrics --progress --no-progress --precision "
 
 /* The program name in messages ("bpc", or the trainer's name) and the usage text printed
  * after a usage error. Set once by main(). */
@@ -60,6 +61,15 @@ int bp_cli_options_apply(const bp_cli_args *a, const char *cmd, const char *allo
 int bp_cli_rule(const bp_cli_args *a, const bp_ir *ir, bp_rule *r);
 
 /* --target cpu|c|cuda|auto (NULL: auto) to a target. 0, or 1 after a usage error. */
+/* Joins the MPI job when started by mpirun with several ranks (runtime/dist.h), and
+ * names the rank in messages of ranks other than 0 ("bpc (rank 1)"). Returns 0, or the
+ * exit status 2 after printing why it could not join. */
+int bp_cli_dist_init(int *argc, char ***argv);
+
+/* --precision: *p gets it (ieee, tf32, 3xtf32) and *given 1; not given: *given 0.
+ * Returns 0, or 1 after a usage message for another word. */
+int bp_cli_precision(const bp_cli_args *a, bp_precision *p, int *given);
+
 int bp_cli_target(const char *t, bp_target *out);
 
 /* Writes buf to path atomically (files.h: never half a file; /dev/stdout and the like

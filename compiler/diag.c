@@ -165,3 +165,18 @@ void bp_diag_flush(bp_diag *d) {
                 BP_DIAG_MAX_ERRORS);
     fflush(d->out);
 }
+
+int bp_is_invisible(unsigned cp) {
+    /* Unicode 15's White_Space and Default_Ignorable_Code_Point ranges, merged */
+    static const unsigned R[][2] = {
+        { 0x00, 0x1f },     { 0x7f, 0xa0 },       { 0xad, 0xad },       { 0x34f, 0x34f },
+        { 0x61c, 0x61c },   { 0x115f, 0x1160 },   { 0x1680, 0x1680 },   { 0x17b4, 0x17b5 },
+        { 0x180b, 0x180f }, { 0x2000, 0x200f },   { 0x2028, 0x202f },   { 0x205f, 0x206f },
+        { 0x3000, 0x3000 }, { 0x3164, 0x3164 },   { 0xfe00, 0xfe0f },   { 0xfeff, 0xfeff },
+        { 0xffa0, 0xffa0 }, { 0xfff0, 0xfff8 },   { 0x1bca0, 0x1bca3 }, { 0x1d173, 0x1d17a },
+        { 0xe0000, 0xe0fff },
+    };
+    for (size_t i = 0; i < sizeof R / sizeof R[0]; i++)
+        if (cp >= R[i][0] && cp <= R[i][1]) return 1;
+    return 0;
+}

@@ -74,4 +74,11 @@ bp_span bp_span_at(int line, int col);
 #define BP_CLIP 48
 const char *bp_clip(const char *s, char buf[BP_CLIP]);
 
+/* 1 when code point cp shows nothing on screen, or only blank: the C0 and C1
+ * controls, the spaces other than ' ' (U+00A0, U+2000-U+200A, ...) and Unicode's
+ * default-ignorable code points (U+200B-U+200F, U+2060-U+206F, U+FEFF, variation
+ * selectors, tags). Messages name such a character by its code point (U+FEFF),
+ * since quoting it would show '' or ' '. */
+int bp_is_invisible(unsigned cp);
+
 #endif

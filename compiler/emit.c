@@ -44,6 +44,10 @@ static void list_prog(FILE *out, const bp_plan *p, const char *name, const bp_pr
         if (o->kind == BP_OP_KERNEL) {
             fprintf(out, " *   %3d  kernel %-26s %s\n", i, p->kernels[bp_kernel_for(p, o->kernel, cuda)].name,
                     o->what);
+        } else if (o->kind == BP_OP_COLLECTIVE) {
+            fprintf(out, " *   %3d  %s over the ranks: %ld floats%s at %ld  %s\n", i,
+                    o->coll.kind == BP_COLL_SUM ? "sum" : "gather", o->coll.n,
+                    o->coll.kind == BP_COLL_GATHER ? " per sample" : "", o->coll.off, o->what);
         } else {
             const bp_gemm *m = &o->g;
             fprintf(out, " *   %3d  gemm%s%s m=%ld%s n=%ld k=%ld%s alpha=%g%s beta=%g%s", i,

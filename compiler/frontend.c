@@ -35,6 +35,9 @@ static void parse(bp_parse *ps, const char *src, size_t len) {
 bp_ir *bp_frontend_string(const char *name, const char *src, size_t len, FILE *diag,
                           int *nerrors) {
     bp_diag d;
+    /* A UTF-8 byte-order mark (as some Windows editors write) is not part of the text:
+     * GCC and Python skip it too. Lines and columns count from after it. */
+    if (src && len >= 3 && !memcmp(src, "\xef\xbb\xbf", 3)) src += 3, len -= 3;
     bp_diag_init(&d, diag, name, src, len);
     bp_ir *ir = NULL;
     if (len > MAX_SOURCE) {

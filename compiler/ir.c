@@ -1,6 +1,8 @@
 /* ir.c: small helpers on the IR that front end and code generators share. */
 #include "ir.h"
 #include <stdlib.h>
+#include <string.h>
+#include <stdlib.h>
 
 void bp_ir_free(bp_ir *ir) {
     if (!ir) return;
@@ -37,4 +39,62 @@ const char *bp_layer_kind_name(bp_layer_kind k) {
     case BP_OUTPUT: return "output";
     }
     return "?";
+}
+
+const char *bp_precision_name(bp_precision p) {
+    switch (p) {
+    case BP_PREC_IEEE: return "ieee";
+    case BP_PREC_TF32: return "tf32";
+    case BP_PREC_3XTF32: return "3xtf32";
+    }
+    return "?";
+}
+
+int bp_precision_parse(const char *s, bp_precision *p) {
+    for (int i = BP_PREC_IEEE; i <= BP_PREC_3XTF32; i++)
+        if (!strcmp(s, bp_precision_name((bp_precision)i))) {
+            *p = (bp_precision)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *bp_feedback_name(bp_feedback f) {
+    switch (f) {
+    case BP_FB_TIED: return "tied";
+    case BP_FB_RANDOM: return "random";
+    case BP_FB_SIGN: return "sign";
+    case BP_FB_KP: return "kolen_pollack";
+    case BP_FB_DIRECT: return "direct";
+    }
+    return "?";
+}
+
+int bp_has_weights(bp_layer_kind k) {
+    return k == BP_DENSE || k == BP_CONV || k == BP_LOCCON || k == BP_OUTPUT;
+}
+
+int bp_first_trainable(const bp_ir *ir) {
+    for (int l = 1; l < ir->n; l++)
+        if (bp_has_weights(ir->layers[l].kind) || ir->layers[l].kind == BP_BATCHNORM) return l;
+    return ir->n;
+}
+
+int bp_feedback_untied(const bp_ir *ir) {
+    int first = bp_first_trainable(ir);
+    for (int l = first + 1; l < ir->n; l++)
+        if (bp_has_weights(ir->layers[l].kind) && ir->layers[l].feedback != BP_FB_TIED) return 1;
+    return 0;
+}
+
+int bp_ir_tied(const bp_ir *ir, bp_ir *tied) {
+    *tied = *ir;
+    tied->layers = malloc(sizeof *ir->layers * (size_t)(ir->n ? ir->n : 1));
+    if (!tied->layers) return -1;
+    memcpy(tied->layers, ir->layers, sizeof *ir->layers * (size_t)ir->n);
+    for (int l = 0; l < ir->n; l++) {
+        tied->layers[l].feedback = BP_FB_TIED;
+        tied->layers[l].fb_decay = 0;
+    }
+    return 0;
 }

@@ -42,6 +42,21 @@ typedef enum {
     BP_RULE_EBP
 } bp_rule;
 
+/* How the feedback crosses a layer's weights W [out, in] on its way down (`feedback`):
+ *  TIED    the transposed forward weights, W^T: exact backprop (the paper's choice);
+ *  RANDOM  a fixed random B of W's shape, drawn once (feedback alignment: Lillicrap,
+ *          Cownden, Tweed & Akerman, Nat. Commun. 2016);
+ *  SIGN    alpha sign(W), alpha = mean |W| at this step (sign symmetry: Liao, Leibo &
+ *          Poggio, AAAI 2016; alpha is the scale that brings it closest to W);
+ *  KP      a B of W's shape that learns by W's own update, both with weight decay, so
+ *          that B - W shrinks by (1 - lr decay) every step (Kolen-Pollack: Akrout, Wilson,
+ *          Humphreys, Lillicrap & Tweed, NeurIPS 2019);
+ *  DIRECT  whole-network: the output error (BrainProp: the chosen unit's RPE) reaches
+ *          the top of every hidden block (a weight layer and the layers up to the next
+ *          one) through its own fixed random matrix [classes, block output]; nothing
+ *          crosses a weight layer (direct feedback alignment: Nokland, NeurIPS 2016). */
+typedef enum { BP_FB_TIED, BP_FB_RANDOM, BP_FB_SIGN, BP_FB_KP, BP_FB_DIRECT } bp_feedback;
+
 typedef struct {
     bp_layer_kind kind;
     bp_loc loc;          /* where the layer's keyword stands */
@@ -54,11 +69,36 @@ typedef struct {
     float rate;          /* dropout drop rate, 0 <= rate < 1 */
     bp_rule rule;        /* output only */
     float epsilon;       /* output brainprop: exploration probability, 0..1 (default 0.02) */
+    /* Weight layers (dense, conv, loccon, output): the feedback through this layer's
+     * weights, resolved (the layer's own `feedback`, else the output's, else TIED); in a
+     * DIRECT network every weight layer says DIRECT. fb_decay: KP's weight decay of W and
+     * B per unit of learning rate (default 1e-3), 0 for the other modes. */
+    bp_feedback feedback;
+    float fb_decay;
     long params;         /* trainable parameters (BN: gamma+beta; moving stats excluded) */
     long macs;           /* multiply-adds per sample, forward pass */
 } bp_layer;
 
 /* The train block, defaults filled in (see docs/language.md). */
+/* How the GEMMs compute (`precision` in the train block, --precision):
+ *   IEEE:   float32 operands and products (cuBLAS's default math, CBLAS).
+ *   TF32:   each operand rounded to TF32 (10 mantissa bits, round to nearest, ties
+ *           away from zero: PTX's cvt.rna.tf32.f32), products accumulated in float32:
+ *           the tensor cores of NVIDIA Ampere and later.
+ *   3XTF32: each operand split into big = tf32(a) and small = tf32(a - big), and
+ *           C = alpha (As Bb + Ab Bs + Ab Bb) + beta C in three TF32 GEMMs (the small
+ *           x small term dropped): about float32's accuracy at tensor-core speed
+ *           (CUTLASS's 3xTF32; Ootomo & Yokota, IJHPCA 2022).
+ * The CPU target rounds and splits the operands the same way before CBLAS, so that it
+ * stays the reference for every mode; the double-precision CPU target (tests) ignores
+ * the setting and stays exact. Kernels (not GEMMs) are float32 in every mode. */
+typedef enum { BP_PREC_IEEE = 0, BP_PREC_TF32, BP_PREC_3XTF32 } bp_precision;
+
+/* "ieee", "tf32", "3xtf32": the words of the language and of --precision. */
+const char *bp_precision_name(bp_precision p);
+/* The precision that word s names into *p; 0, or -1 (and *p untouched) for another. */
+int bp_precision_parse(const char *s, bp_precision *p);
+
 typedef struct {
     char dataset[32];    /* "mnist", "fashion-mnist", "cifar10", "cifar100",
                             "cifar100-coarse", "tinyimagenet"; "" when the block has no
@@ -80,6 +120,7 @@ typedef struct {
     int val_test;
     long val_count;
     float val_fraction;
+    bp_precision precision; /* of the GEMMs (`precision`; default BP_PREC_IEEE) */
 } bp_train_cfg;
 
 typedef struct {
@@ -101,5 +142,24 @@ int bp_out_dim(int in, int k, int stride, int pad_same);
 int bp_pad_before(int in, int k, int stride, int pad_same);
 
 const char *bp_layer_kind_name(bp_layer_kind k);
+
+/* "tied", "random", "sign", "kolen_pollack", "direct": the words of the language. */
+const char *bp_feedback_name(bp_feedback f);
+
+/* 1 for the layers with a weight matrix that feedback can cross: dense, conv, loccon,
+ * output. */
+int bp_has_weights(bp_layer_kind k);
+
+/* The index of the first layer with parameters (a weight layer or batch norm): no
+ * feedback needs to go below it. */
+int bp_first_trainable(const bp_ir *ir);
+
+/* 1 when some layer's feedback is not tied (the alignment metrics are then kept). */
+int bp_feedback_untied(const bp_ir *ir);
+
+/* The model with every feedback tied, for the alignment metrics' exact reference: a
+ * copy of *ir whose layers (malloc'd, the caller frees tied->layers) say TIED; name and
+ * path are borrowed. Returns 0, or -1 when out of memory. */
+int bp_ir_tied(const bp_ir *ir, bp_ir *tied);
 
 #endif

@@ -10,6 +10,7 @@
  *   bpc data fetch|verify|info NAME [--data DIR]
  *   bpc build MODEL.bp -o TRAINER [--target cpu|cuda] [--arch LIST]   (compiler/build.c)
  *   bpc plot RUN_DIR... / bpc repro ...            (compiler/plot.c, compiler/repro.c)
+ *   bpc help [VERB]                                (compiler/help.c)
  * The options of `bpc train` are parsed in compiler/cli.c, shared with the trainers.
  *
  * Exit status: 0 success; 1 an error in the user's input (the .bp file, the command
@@ -31,6 +32,7 @@
 #include "eval.h"
 #include "files.h"
 #include "frontend.h"
+#include "help.h"
 #include "jit_cuda.h"
 #include "plan.h"
 #include "plot.h"
@@ -50,9 +52,9 @@ static const char *usage =
     "                 [--test-limit N]\n"
     "       bpc data fetch|verify|info NAME [--data DIR]\n"
     "       bpc build MODEL.bp -o TRAINER [--target cpu|cuda] [--arch sm_90,compute_75]\n"
-    "       bpc plot RUN_DIR... [-o FILE.svg|FILE.png] [--metric test_acc|val_acc|train_acc|train_loss]\n"
+    "       bpc plot RUN_DIR... [-o FILE.svg|FILE.png] [--metric test_acc|val_acc|train_acc|train_loss|align]\n"
     "       bpc repro --models M,... [--rules brainprop,ebp] [--seeds 1,2,3] --out GRID_DIR [train options]\n"
-    "       bpc --version | --help\n"
+    "       bpc help [VERB] | --version | --help\n"
     "exit status: 0 ok, 1 error in the input, 2 I/O or internal error, 130/143 interrupted\n";
 
 typedef bp_cli_args args;
@@ -80,6 +82,11 @@ static int cmd_emit(args *a, int ptx) {
     /* PTX is for one virtual architecture */
     if (ptx && a->arch && (strncmp(a->arch, "compute_", 8) || strchr(a->arch, ',') || !bp_cuda_archs_ok(a->arch)))
         return bad_usage("--arch for ptx is one virtual architecture, compute_XY (compute_90), not '%s'", a->arch);
+    bp_err ae;
+    if (a->arch && bp_cuda_archs_supported(a->arch, &ae) == 0) {
+        fprintf(stderr, "bpc: error: --arch %s\n", ae.msg);
+        return 1;
+    }
     if (bp_same_file(a->pos[0], a->out)) {
         fprintf(stderr, "bpc: error: -o %s is the model file itself; choose another name for the output\n", a->out);
         return 1;
@@ -137,6 +144,13 @@ static int cmd_train(args *a, int argc, char **argv) {
     if (a->npos == 0 && a->resume) {
         /* bpc train --resume RUN: the run's own copy of the source */
         snprintf(model, sizeof model, "%s/model.bp", a->resume);
+        struct stat st;
+        if (stat(a->resume, &st) == 0 && S_ISDIR(st.st_mode) && stat(model, &st) != 0) {
+            fprintf(stderr, "bpc: error: cannot resume %s: it has no model.bp (the run stopped "
+                            "before it began to train); start it again without --resume: bpc "
+                            "train MODEL.bp --out %s\n", a->resume, a->resume);
+            return 1;
+        }
     } else if (a->npos == 1) {
         snprintf(model, sizeof model, "%s", a->pos[0]);
     } else {
@@ -160,7 +174,9 @@ static int cmd_eval(args *a) {
     int rc = load_model(a->pos[0], &ir);
     if (rc) return rc;
     bp_eval_opts o = {.data_dir = a->data, .test_limit = a->test_limit, .json = a->json, .out = stdout};
-    if ((rc = bp_cli_target(a->target, &o.target))) { bp_ir_free(ir); return rc; }
+    int given = 0;
+    if ((rc = bp_cli_target(a->target, &o.target)) ||
+        (rc = bp_cli_precision(a, &ir->train.precision, &given))) { bp_ir_free(ir); return rc; }
     bp_err e = {{0}};
     rc = bp_eval_checkpoint(ir, a->pos[1], &o, &e);
     if (rc) bp_cli_report(rc, &e);
@@ -192,12 +208,17 @@ static int cmd_build(args *a) {
 }
 
 int main(int argc, char **argv) {
-    bp_tune_process(argv);
+    bp_tune_process(argv); /* may re-execute: before MPI starts */
+    if (bp_cli_dist_init(&argc, &argv)) return 2;
     bp_cli_check_stdout_at_exit();
     if (argc < 2) { fputs(usage, stderr); return 1; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) { fputs(usage, stdout); return 0; }
     if (!strcmp(cmd, "--version")) { printf("bpc %s\n", BPC_VERSION); return 0; }
+    if (!strcmp(cmd, "help")) {
+        if (argc > 3) { fputs("bpc: error: help takes at most one VERB\n", stderr); return 1; }
+        return bp_cmd_help(argc == 3 ? argv[2] : NULL, usage);
+    }
     /* these two read their own options */
     if (!strcmp(cmd, "plot")) return bp_cmd_plot(argc - 2, argv + 2);
     if (!strcmp(cmd, "repro")) return bp_cmd_repro(argc - 2, argv + 2);
@@ -211,7 +232,7 @@ int main(int argc, char **argv) {
         {"check", " "},
         {"train", BP_CLI_TRAIN_OPTIONS},
         {"build", " -o --target --arch "},
-        {"eval", " --data --json --target --test-limit "},
+        {"eval", " --data --json --target --test-limit --precision "},
         {"data", " --data "},
         {"ptx", " -o --arch --rule --batch "},
         {"emit", " -o --target --rule --batch "},

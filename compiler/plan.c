@@ -17,6 +17,11 @@
  * The input feedback dX is always computed before W changes. A ReLU followed by batch
  * norm (the paper's order) is not a pass of its own: the batch norm applies it as it
  * reads, and stores relu(z) back for the backward gate.
+ * Feedback pathways (ir.h, bp_feedback): the input feedback dX = fb M crosses M = W
+ * (tied), a fixed random B (random), alpha sign(W) made before the layer's backward
+ * (sign) or a learned B that takes W's own update right after W (kolen_pollack); with
+ * direct feedback no dX is computed at all, and the top of each hidden block gets
+ * fb = (dL/dQ) B_direct instead, just before its backward runs.
  * The column feedback of a conv or loccon layer (dcols, the input of col2im) lives only
  * inside that layer's backward, and the operations run one after another (in order on
  * one stream on the GPU), so every layer uses the same region, sized for the largest.
@@ -35,12 +40,25 @@ typedef struct {
     int next_bn;       /* the layer being lowered is followed by batch norm */
     int relu_pending;  /* it left its ReLU to that batch norm (see lower_bn) */
     long dcols;        /* the shared column-feedback region (see the head of the file) */
+    bp_tensor *fbs;    /* feedback matrices B, registered after every other tensor */
+    int nfbs;
 } cg;
 
 static void *xrealloc(cg *c, void *ptr, size_t n) {
     void *q = realloc(ptr, n);
     if (!q) c->oom = 1;
     return q;
+}
+
+/* In a data-parallel plan (BP_PLAN_DP) the rule and batch norm divide by the global
+ * batch and the Philox draws are keyed by the global sample index; otherwise the
+ * rank's own batch is the whole batch. */
+static const char *nb_all(const cg *c) { return c->flags & BP_PLAN_DP ? "d.nb_all" : "d.nb"; }
+/* The Philox sample word for the rank's sample `var`, into buf (size >= 48). */
+static const char *sample_word(const cg *c, const char *var, char *buf) {
+    if (c->flags & BP_PLAN_DP) snprintf(buf, 48, "(unsigned int)(d.b0 + %s)", var);
+    else snprintf(buf, 48, "(unsigned int)%s", var);
+    return buf;
 }
 
 static long alloc_f(cg *c, long n) { long o = c->p->arena_floats; c->p->arena_floats += n; return o; }
@@ -105,6 +123,11 @@ static void gemm(cg *c, bp_prog *g, bp_gemm d, const char *what) {
     if (o) o->g = d;
 }
 
+static void collective(cg *c, bp_prog *g, bp_coll_kind kind, long off, long n, const char *what) {
+    bp_op *o = push(c, g, BP_OP_COLLECTIVE, what);
+    if (o) o->coll = (bp_coll){.kind = kind, .off = off, .n = n};
+}
+
 /* Appends a named entry to a tensor list (parameters/state, or buffers). */
 static bp_tensor *named(cg *c, bp_tensor **list, int *n, int layer, const char *suffix, long off,
                         long size) {
@@ -138,6 +161,66 @@ static bp_tensor *tensor(cg *c, int layer, const char *suffix, long size, bp_ini
 }
 
 static long tensor_off(const bp_tensor *t) { return t ? t->off : 0; }
+
+/* A feedback matrix "Ll.feedback" of `size` floats, normal(0, std), as a tensor of its
+ * own (it goes into checkpoints). It is listed after every other tensor, so that the
+ * tensor indices, which key the initial draws, and with them the initial weights are
+ * the same whatever the feedback. dims: from `like` (W's), or set by the caller. */
+static bp_tensor *feedback_tensor(cg *c, int layer, long size, float std, int learned,
+                                  const bp_tensor *like) {
+    bp_tensor *t = named(c, &c->fbs, &c->nfbs, layer, "feedback", alloc_f(c, size), size);
+    if (!t) return NULL;
+    t->init = BP_INIT_NORMAL;
+    t->std = std;
+    t->trainable = learned;
+    if (like) { t->ndim = like->ndim; memcpy(t->dims, like->dims, sizeof t->dims); }
+    return t;
+}
+
+/* alpha sign(W) into a region of its own, before the layer's backward uses it: alpha =
+ * mean |W|, summed in parts of SIGN_PART weights in a fixed order (thread-independent). */
+#define SIGN_PART 4096L
+static long sign_matrix(cg *c, long w, long N, bp_prog *bw, const char *what) {
+    long np = (N + SIGN_PART - 1) / SIGN_PART, parts = alloc_f(c, np + 1), m = alloc_f(c, N);
+    int k1 = heavy(c, kernel(c, np, 0, "sign_parts",
+        "long j1 = (i + 1) * %ldL < %ldL ? (i + 1) * %ldL : %ldL;\n"
+        "    bp_real s = BP_C(0.0);\n"
+        "    for (long j = i * %ldL; j < j1; j++) { bp_real v = A[%ldL + j]; s += v < BP_C(0.0) ? -v : v; }\n"
+        "    A[%ldL + i] = s;",
+        SIGN_PART, N, SIGN_PART, N, SIGN_PART, w, parts), SIGN_PART);
+    int k2 = kernel(c, 1, 0, "sign_alpha",
+        "bp_real s = BP_C(0.0);\n"
+        "    for (long j = 0; j < %ldL; j++) s += A[%ldL + j];\n"
+        "    A[%ldL] = s / (bp_real)%ldL;",
+        np, parts, parts + np, N);
+    int k3 = kernel(c, N, 0, "sign_fill",
+        "bp_real v = A[%ldL + i], a = A[%ldL];\n"
+        "    A[%ldL + i] = v > BP_C(0.0) ? a : v < BP_C(0.0) ? -a : BP_C(0.0);",
+        w, parts + np, m);
+    run(c, bw, k1, what);
+    run(c, bw, k2, what);
+    run(c, bw, k3, what);
+    return m;
+}
+
+/* The matrix that the feedback of layer L (index l, weights w) crosses on its way down,
+ * by L's feedback mode; *learned is the kolen_pollack B (updated like W), else -1.
+ * Called where the backward needs it, so that sign's kernels run before dX. */
+static long feedback_matrix(cg *c, int l, const bp_layer *L, const bp_tensor *w, float std,
+                            bp_prog *bw, const char *what, long *learned) {
+    *learned = -1;
+    switch (L->feedback) {
+    case BP_FB_RANDOM:
+    case BP_FB_KP: {
+        bp_tensor *b = feedback_tensor(c, l, w->size, std, L->feedback == BP_FB_KP, w);
+        if (!b) return w->off;
+        if (L->feedback == BP_FB_KP) *learned = b->off;
+        return b->off;
+    }
+    case BP_FB_SIGN: return sign_matrix(c, w->off, w->size, bw, what);
+    default: return w->off;
+    }
+}
 
 /* Per-layer buffers of one step. */
 typedef struct {
@@ -313,19 +396,24 @@ static void lower_conv(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_
     /* backward, into bw (emitted in reverse layer order by the caller) */
     snprintf(what, sizeof what, "%s@%d:%d backward", bp_layer_kind_name(L->kind), L->loc.line, L->loc.col);
     if (L->relu) relu_gate(c, out->act, out->fb, out->S, bw, what);
-    long dcols = -1;
+    long dcols = -1, kp = -1;
     if (need_dx) {
         dcols = c->dcols;
-        if (!loc) linear_dx(c, bw, out->fb, W, dcols, P, F, KKC, what);
+        long M = feedback_matrix(c, l, L, w, std, bw, what, &kp);
+        if (!loc) linear_dx(c, bw, out->fb, M, dcols, P, F, KKC, what);
         else gemm(c, bw, (bp_gemm){.m = 1, .m_nb = 1, .n = KKC, .k = F, .alpha = 1,
-                  .a = out->fb, .lda = P * F, .b = W, .ldb = KKC, .c = dcols, .ldc = P * KKC,
+                  .a = out->fb, .lda = P * F, .b = M, .ldb = KKC, .c = dcols, .ldc = P * KKC,
                   .batch = (int)P, .stride_a = F, .stride_b = F * KKC, .stride_c = KKC}, what);
     }
-    if (!loc) linear_update(c, bw, out->fb, cols, W, P, F, KKC, l2, what);
-    else gemm(c, bw, (bp_gemm){.trans_a = 1, .m = F, .n = KKC, .k = 1, .k_nb = 1, .alpha = -1,
-              .alpha_lr = 1, .beta = 1, .beta_l2 = l2, .a = out->fb, .lda = P * F, .b = cols,
-              .ldb = P * KKC, .c = W, .ldc = KKC, .batch = (int)P, .stride_a = F,
-              .stride_b = KKC, .stride_c = F * KKC}, what);
+    l2 += L->fb_decay / 2; /* kolen_pollack: (1 - lr decay) on both W and B */
+    for (int t = 0; t < (kp >= 0 ? 2 : 1); t++) { /* W, then kolen_pollack's B */
+        long target = t ? kp : W;
+        if (!loc) linear_update(c, bw, out->fb, cols, target, P, F, KKC, l2, what);
+        else gemm(c, bw, (bp_gemm){.trans_a = 1, .m = F, .n = KKC, .k = 1, .k_nb = 1, .alpha = -1,
+                  .alpha_lr = 1, .beta = 1, .beta_l2 = l2, .a = out->fb, .lda = P * F, .b = cols,
+                  .ldb = P * KKC, .c = target, .ldc = KKC, .batch = (int)P, .stride_a = F,
+                  .stride_b = KKC, .stride_c = F * KKC}, what);
+    }
     if (need_dx) run(c, bw, col2im(c, L, dcols, in->fb), what);
 }
 
@@ -342,8 +430,11 @@ static void lower_dense(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp
     if (L->relu) relu_fwd(c, l, out->act, out->S, tr, ev, what);
     snprintf(what, sizeof what, "%s@%d:%d backward", bp_layer_kind_name(L->kind), L->loc.line, L->loc.col);
     if (L->relu) relu_gate(c, out->act, out->fb, out->S, bw, what);
-    if (need_dx) linear_dx(c, bw, out->fb, w->off, in->fb, 1, N, D, what);
+    long kp = -1;
+    if (need_dx) linear_dx(c, bw, out->fb, feedback_matrix(c, l, L, w, std, bw, what, &kp), in->fb, 1, N, D, what);
+    l2 += L->fb_decay / 2; /* kolen_pollack: (1 - lr decay) on both W and B */
     linear_update(c, bw, out->fb, in->act, w->off, 1, N, D, l2, what);
+    if (kp >= 0) linear_update(c, bw, out->fb, in->act, kp, 1, N, D, l2, what);
 }
 
 /* Keras BatchNormalization over the channel axis: batch statistics (biased variance)
@@ -370,15 +461,18 @@ static long bn_part(long HW) {
  * C expressions of s and q. */
 static int part_sums(cg *c, const char *name, long PC, long M, long C, const char *body,
                      const char *first, const char *second, long part) {
+    /* data-parallel: the rank's pairs go to its samples' place in the global array */
+    char at[64] = "i";
+    if (c->flags & BP_PLAN_DP) snprintf(at, sizeof at, "((long)d.b0 * %ldL + i)", PC);
     return per_channel(c, kernel(c, PC, 1, name,
         "const long r0 = row * %ldL;\n"
         "    double s = 0.0, q = 0.0;\n"
         "    for (long r = r0; r < r0 + %ldL; r++) {\n"
         "%s"
         "    }\n"
-        "    A[%ldL + i * 2] = (bp_real)(%s);\n"
-        "    A[%ldL + i * 2 + 1] = (bp_real)(%s);",
-        M, M, body, part, first, part, second), C);
+        "    A[%ldL + %s * 2] = (bp_real)(%s);\n"
+        "    A[%ldL + %s * 2 + 1] = (bp_real)(%s);",
+        M, M, body, part, at, first, part, at, second), C);
 }
 
 static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_prog *tr,
@@ -399,9 +493,11 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     long dg = alloc_f(c, C), db = alloc_f(c, C);
     char what[64];
     snprintf(what, sizeof what, "batchnorm@%d:%d forward", L->loc.line, L->loc.col);
-    int parts = !(c->flags & BP_PLAN_NO_PARTS);
+    int parts = !(c->flags & BP_PLAN_NO_PARTS) || (c->flags & BP_PLAN_DP);
     long M = bn_part(HW), P = HW / M; /* rows per part, parts per sample */
-    long part = parts ? alloc_f(c, B * P * C * 2) : 0;
+    long GB = c->p->global_batch; /* data-parallel: every rank's pairs */
+    long part = parts ? alloc_f(c, GB * P * C * 2) : 0;
+    int dp = c->flags & BP_PLAN_DP;
     int ks;
     if (parts) {
         /* Statistics in two kernels: each (sample, part, channel) gets the mean of its M
@@ -422,8 +518,9 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
         snprintf(mean_of, sizeof mean_of, "s / %ld.0", M);
         snprintf(m2_of, sizeof m2_of, "q - s * s / %ld.0", M);
         run(c, tr, part_sums(c, "bn_partial", P * C, M, C, body, mean_of, m2_of, part), what);
+        if (dp) collective(c, tr, BP_COLL_GATHER, part, P * C * 2, what);
         ks = heavy(c, kernel(c, C, 0, "bn_stats",
-            "const long K = (long)d.nb * %ldL;\n"
+            "const long K = (long)%s * %ldL;\n"
             "    double mu = 0.0, m2 = 0.0, dev = 0.0;\n"
             "    for (long k = 0; k < K; k++) mu += A[%ldL + (k * %ldL + i) * 2];\n"
             "    mu /= (double)K;\n"
@@ -438,7 +535,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
             "    A[%ldL + i] = (bp_real)(1.0 / sqrt(v + %.17g));\n"
             "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * mu);\n"
             "    A[%ldL + i] = (bp_real)(%.17g * A[%ldL + i] + %.17g * v);",
-            P, part, C, part, C, part, C, M, M, mean, inv, BN_EPS, MM,
+            nb_all(c), P, part, C, part, C, part, C, M, M, mean, inv, BN_EPS, MM,
             BN_MOMENTUM, MM, 1 - BN_MOMENTUM, MV, BN_MOMENTUM, MV, 1 - BN_MOMENTUM), B * P);
     } else {
         /* the plain path (the reference for the parts): two-pass statistics in
@@ -494,8 +591,9 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
                  "        bp_real xh = %s;\n        s += dy * xh;\n        q += dy;\n",
                  out->fb, C, xh_row);
         run(c, bw, part_sums(c, "bn_reduce_partial", P * C, M, C, body, "s", "q", part), what);
+        if (dp) collective(c, bw, BP_COLL_GATHER, part, P * C * 2, what);
         run(c, bw, heavy(c, kernel(c, C, 0, "bn_reduce",
-            "const long K = (long)d.nb * %ldL;\n"
+            "const long K = (long)%s * %ldL;\n"
             "    double sg = 0.0, sb = 0.0;\n"
             "    for (long k = 0; k < K; k++) {\n"
             "        sg += A[%ldL + (k * %ldL + i) * 2];\n"
@@ -503,7 +601,7 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
             "    }\n"
             "    A[%ldL + i] = (bp_real)sg;\n"
             "    A[%ldL + i] = (bp_real)sb;",
-            P, part, C, part, C, dg, db), B * P), what);
+            nb_all(c), P, part, C, part, C, dg, db), B * P), what);
     } else {
         run(c, bw, heavy(c, kernel(c, C, 0, "bn_reduce",
         "long n = (long)d.nb * %ldL;\n"
@@ -522,11 +620,11 @@ static void lower_bn(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, bp_pr
     snprintf(xh_i, sizeof xh_i, "(A[%ldL + i] - A[%ldL + ch]) * A[%ldL + ch]", in->act, mean, inv);
     if (need_dx)
         run(c, bw, per_channel(c, kernel(c, S, 1, "bn_dx",
-            "bp_real n = (bp_real)((long)d.nb * %ldL);\n"
+            "bp_real n = (bp_real)((long)%s * %ldL);\n"
             "    bp_real xh = %s;\n"
             "    A[%ldL + i] = A[%ldL + ch] * A[%ldL + ch] *\n"
             "        (A[%ldL + i] - A[%ldL + ch] / n - xh * A[%ldL + ch] / n);",
-            HW, xh_i, in->fb, G, inv, out->fb, db, dg), C), what);
+            nb_all(c), HW, xh_i, in->fb, G, inv, out->fb, db, dg), C), what);
     run(c, bw, kernel(c, C, 0, "bn_update",
         "A[%ldL + i] -= d.lr * A[%ldL + i];\n"
         "    A[%ldL + i] -= d.lr * A[%ldL + i];",
@@ -552,10 +650,10 @@ static void lower_dropout(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, 
      * compiler vectorises Philox across blocks; words past the end of a sample are
      * guarded only when S is not a multiple of 4. */
     long G = (S + 3) / 4;
-    char body[2048];
+    char body[2048], sw[48];
     int at = snprintf(body, sizeof body,
-        "bp_u32x4 u = bp_rand_block(d.seed, d.step, (unsigned int)row, BP_RNG_DROPOUT + %uu, (unsigned int)ch);\n"
-        "    long j = row * %ldL + ch * 4;\n", (unsigned)l, S);
+        "bp_u32x4 u = bp_rand_block(d.seed, d.step, %s, BP_RNG_DROPOUT + %uu, (unsigned int)ch);\n"
+        "    long j = row * %ldL + ch * 4;\n", sample_word(c, "row", sw), (unsigned)l, S);
     for (int w = 0; w < 4; w++) {
         char guard[48] = "";
         if (S % 4 && w > 0) snprintf(guard, sizeof guard, "if (ch * 4 + %d < %ldL) ", w, S);
@@ -679,6 +777,7 @@ static void lower_output(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, b
     char *head = NULL;
     if (asprintf(&head, greedy, out->act, K, K, p->labels, p->preds) < 0) { c->oom = 1; return; }
     int ksel;
+    char sw[48];
     if (L->rule == BP_RULE_BRAINPROP) {
         /* max-Boltzmann: with probability eps (word 0 of the Philox block of
          * (seed, step, sample, BP_RNG_EXPLORE)) draw from softmax(Q) by inverting its
@@ -689,7 +788,7 @@ static void lower_output(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, b
             "    if (d.fix_actions) {\n"
             "        a = I[%ldL + i];\n"
             "    } else {\n"
-            "        bp_u32x4 u = bp_rand_block(d.seed, d.step, (unsigned int)i, BP_RNG_EXPLORE, 0u);\n"
+            "        bp_u32x4 u = bp_rand_block(d.seed, d.step, %s, BP_RNG_EXPLORE, 0u);\n"
             "        if (bp_u01(u.v[0]) < BP_C(%.9g)) {\n"
             "            bp_real z = BP_C(0.0);\n"
             "            for (int k = 0; k < %ld; k++) z += BP_EXP(q[k] - q[g]);\n"
@@ -706,24 +805,24 @@ static void lower_output(cg *c, int l, const bp_layer *L, lbuf *in, lbuf *out, b
             "    I[%ldL + i] = a;\n"
             "    A[%ldL + i] = delta;\n"
             "    for (int k = 0; k < %ld; k++) A[%ldL + i * %ldL + k] = BP_C(0.0);\n"
-            "    A[%ldL + i * %ldL + a] = -delta / (bp_real)d.nb;\n"
+            "    A[%ldL + i * %ldL + a] = -delta / (bp_real)%s;\n"
             "    A[%ldL + i] = BP_C(0.5) * delta * delta;\n"
             "    A[%ldL + i] = r;\n"
             "    A[%ldL + i] = g == y ? BP_C(1.0) : BP_C(0.0);",
-            head, p->actions, L->epsilon, K, K - 1, K, p->actions, p->rpe, K, out->fb, K, out->fb,
-            K, loss, reward, correct);
+            head, p->actions, sample_word(c, "i", sw), L->epsilon, K, K - 1, K, p->actions, p->rpe, K,
+            out->fb, K, out->fb, K, nb_all(c), loss, reward, correct);
     } else {
         ksel = kernel(c, 1, 1, "ebp_softmax",
             "%s"
             "    bp_real z = BP_C(0.0);\n"
             "    for (int k = 0; k < %ld; k++) z += BP_EXP(q[k] - q[g]);\n"
             "    for (int k = 0; k < %ld; k++)\n"
-            "        A[%ldL + i * %ldL + k] = (BP_EXP(q[k] - q[g]) / z - (k == y ? BP_C(1.0) : BP_C(0.0))) / (bp_real)d.nb;\n"
+            "        A[%ldL + i * %ldL + k] = (BP_EXP(q[k] - q[g]) / z - (k == y ? BP_C(1.0) : BP_C(0.0))) / (bp_real)%s;\n"
             "    I[%ldL + i] = g;\n"
             "    A[%ldL + i] = BP_LOG(z) - (q[y] - q[g]);\n"
             "    A[%ldL + i] = g == y ? BP_C(1.0) : BP_C(0.0);\n"
             "    A[%ldL + i] = g == y ? BP_C(1.0) : BP_C(0.0);",
-            head, K, K, out->fb, K, p->actions, loss, reward, correct);
+            head, K, K, out->fb, K, nb_all(c), p->actions, loss, reward, correct);
     }
     /* sums over the batch in a fixed order, so the result does not depend on threads */
     int kstat = kernel(c, 1, 0, "train_stats",
@@ -755,6 +854,69 @@ static void append(cg *c, bp_prog *dst, const bp_prog *src) {
     }
 }
 
+/* Direct feedback alignment: the top of each hidden block (weight layer l and the
+ * layers after it up to the next weight layer) gets fb[top] = (dL/dQ)[nb, classes]
+ * B_l[classes, S_top], B_l fixed random ("Ll.feedback", [classes, H, W, C] of the top's
+ * output, NHWC; [classes, S] after a dense layer), into dfa[top]: it runs just before
+ * the top's backward, which then carries it down through the block to l (whose dX is
+ * never computed). BrainProp's
+ * dL/dQ is nonzero at the chosen unit only, so this is row a of B_l times -RPE/nb. */
+static void direct_feedback(cg *c, const bp_ir *ir, const lbuf *buf, bp_prog *dfa, float std) {
+    int n = ir->n, K = ir->layers[n - 1].units;
+    for (int l = bp_first_trainable(ir); l < n - 1 && !c->oom; l++) {
+        if (!bp_has_weights(ir->layers[l].kind)) continue;
+        int top = l;
+        while (top + 1 < n - 1 && !bp_has_weights(ir->layers[top + 1].kind)) top++;
+        bp_shape o = ir->layers[top].out;
+        bp_tensor *b = feedback_tensor(c, l, K * buf[top].S, std, 0, NULL);
+        if (!b) return;
+        if (o.h == 1 && o.w == 1) { b->ndim = 2; b->dims[0] = K; b->dims[1] = o.c; }
+        else { b->ndim = 4; b->dims[0] = K; b->dims[1] = o.h; b->dims[2] = o.w; b->dims[3] = o.c; }
+        char what[64];
+        snprintf(what, sizeof what, "%s@%d:%d direct feedback", bp_layer_kind_name(ir->layers[top].kind),
+                 ir->layers[top].loc.line, ir->layers[top].loc.col);
+        gemm(c, &dfa[top], (bp_gemm){.m = 1, .m_nb = 1, .n = buf[top].S, .k = K, .alpha = 1,
+             .a = buf[n - 1].fb, .lda = K, .b = b->off, .ldb = buf[top].S, .c = buf[top].fb,
+             .ldc = buf[top].S}, what);
+    }
+}
+
+/* Data parallelism: every weight update of the train program (a GEMM that folds the
+ * SGD step in, alpha_lr) becomes its gradient G = alpha op(A) op(B) into a buffer of
+ * its own, the sum of G over the ranks, and a kernel that applies it as the GEMM would
+ * have: W <- (beta - 2 lr l2) W + lr G. The updated tensors are contiguous (ldc = n,
+ * batch members back to back), so G has W's layout. */
+static void dp_updates(cg *c, bp_prog *train) {
+    bp_prog out = {0};
+    for (int i = 0; i < train->n && !c->oom; i++) {
+        const bp_op *o = &train->ops[i];
+        if (o->kind != BP_OP_GEMM || !o->g.alpha_lr) {
+            bp_op *q = push(c, &out, o->kind, o->what);
+            if (q) *q = *o;
+            continue;
+        }
+        bp_gemm g = o->g;
+        int nbat = g.batch > 1 ? g.batch : 1;
+        if (g.m_nb || g.ldc != g.n || (nbat > 1 && g.stride_c != g.m * g.n)) {
+            fprintf(stderr, "bpc: internal error: a weight update (%s) that is not contiguous\n", o->what);
+            abort();
+        }
+        long n = nbat * g.m * g.n, grad = alloc_f(c, n), w = g.c;
+        float beta = g.beta, l2 = g.beta_l2;
+        g.c = grad;
+        g.alpha_lr = 0;
+        g.beta = 0;
+        g.beta_l2 = 0;
+        gemm(c, &out, g, o->what);
+        collective(c, &out, BP_COLL_SUM, grad, n, o->what);
+        run(c, &out, kernel(c, n, 0, "dp_update",
+            "A[%ldL + i] = (BP_C(%.9g) - BP_C(2.0) * d.lr * BP_C(%.9g)) * A[%ldL + i] + d.lr * A[%ldL + i];",
+            w, beta, l2, w, grad), o->what);
+    }
+    free(train->ops);
+    *train = out;
+}
+
 bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch) {
     return bp_plan_build_flags(ir, rule, batch, 0);
 }
@@ -765,7 +927,10 @@ bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags) {
     cg c = {.p = p, .flags = flags};
     p->ir = ir;
     p->rule = rule;
+    p->precision = ir->train.precision;
     p->batch = batch > 0 ? batch : ir->train.batch;
+    p->dp = (flags & BP_PLAN_DP) != 0;
+    p->global_batch = p->dp ? ir->train.batch : p->batch;
     long B = p->batch;
     const bp_layer *out = &ir->layers[ir->n - 1];
     p->classes = out->units;
@@ -777,15 +942,10 @@ bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags) {
 
     lbuf *buf = calloc(ir->n, sizeof *buf);
     bp_prog *bw = calloc(ir->n, sizeof *bw); /* backward ops per layer */
-    if (!buf || !bw) { free(buf); free(bw); bp_plan_free(p); return NULL; }
-    int first_trainable = ir->n;
-    for (int l = 1; l < ir->n; l++) {
-        bp_layer_kind k = ir->layers[l].kind;
-        if (k == BP_DENSE || k == BP_CONV || k == BP_LOCCON || k == BP_BATCHNORM || k == BP_OUTPUT) {
-            first_trainable = l;
-            break;
-        }
-    }
+    bp_prog *dfa = calloc(ir->n, sizeof *dfa); /* direct feedback into a block's top, run before its backward */
+    if (!buf || !bw || !dfa) { free(buf); free(bw); free(dfa); bp_plan_free(p); return NULL; }
+    int first_trainable = bp_first_trainable(ir);
+    int direct = out->feedback == BP_FB_DIRECT;
     for (int l = 0; l < ir->n; l++) {
         buf[l].S = bp_shape_size(ir->layers[l].out);
         buf[l].act = alloc_f(&c, B * buf[l].S);
@@ -813,7 +973,7 @@ bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags) {
     for (int l = 1; l < ir->n && !c.oom; l++) {
         bp_layer L = ir->layers[l];
         if (L.kind == BP_OUTPUT) L.rule = rule;
-        int need_dx = l - 1 >= first_trainable;
+        int need_dx = l - 1 >= first_trainable && !(direct && bp_has_weights(L.kind));
         c.next_bn = !(c.flags & BP_PLAN_NO_FUSE) && l + 1 < ir->n && ir->layers[l + 1].kind == BP_BATCHNORM;
         lbuf *in = &buf[l - 1], *o = &buf[l];
         switch (L.kind) {
@@ -827,12 +987,24 @@ bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags) {
         case BP_INPUT: break;
         }
     }
+    if (direct) direct_feedback(&c, ir, buf, dfa, std);
+    /* the feedback matrices last (see feedback_tensor) */
+    for (int i = 0; i < c.nfbs && !c.oom; i++) { /* a new entry, then the whole of fbs[i] */
+        bp_tensor *t = named(&c, &p->tensors, &p->ntensors, 0, "", 0, 0);
+        if (t) *t = c.fbs[i];
+    }
+    free(c.fbs);
     /* the train-mode forward pass alone, for gradient checks */
     append(&c, &p->forward, &p->train);
     /* the backward pass: the feedback travels from the output down */
-    for (int l = ir->n - 1; l >= 1 && !c.oom; l--) append(&c, &p->train, &bw[l]);
-    for (int l = 0; l < ir->n; l++) free(bw[l].ops);
+    for (int l = ir->n - 1; l >= 1 && !c.oom; l--) {
+        append(&c, &p->train, &dfa[l]);
+        append(&c, &p->train, &bw[l]);
+    }
+    if (p->dp) dp_updates(&c, &p->train);
+    for (int l = 0; l < ir->n; l++) { free(bw[l].ops); free(dfa[l].ops); }
     free(bw);
+    free(dfa);
     free(buf);
     if (c.oom) { bp_plan_free(p); return NULL; }
     if (flags & BP_PLAN_CUDA_ALT) { /* the CUDA target's choice of kernels, on any target */
@@ -864,4 +1036,39 @@ const bp_tensor *bp_plan_tensor(const bp_plan *p, const char *name) {
     for (int i = 0; i < p->nbuffers; i++)
         if (!strcmp(p->buffers[i].name, name)) return &p->buffers[i];
     return NULL;
+}
+
+const char *bp_bytes_str(double bytes, char *buf, size_t n) {
+    if (bytes >= 1073741824.0) snprintf(buf, n, "%.1f GiB", bytes / 1073741824.0);
+    else if (bytes >= 1048576.0) snprintf(buf, n, "%.1f MiB", bytes / 1048576.0);
+    else if (bytes >= 1024.0) snprintf(buf, n, "%.1f KiB", bytes / 1024.0);
+    else snprintf(buf, n, "%.0f bytes", bytes);
+    return buf;
+}
+
+/* v with thousands separators, into buf (size >= 32) */
+static const char *grouped(long v, char *buf) {
+    char d[24];
+    int len = snprintf(d, sizeof d, "%ld", v), o = 0;
+    for (int i = 0; i < len; i++) {
+        if (i && (len - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = d[i];
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+const char *bp_plan_largest(const bp_plan *p, int elem_size, char *buf, size_t n) {
+    const bp_tensor *big = NULL;
+    for (int i = 0; i < p->ntensors; i++)
+        if (!big || p->tensors[i].size > big->size) big = &p->tensors[i];
+    for (int i = 0; i < p->nbuffers; i++)
+        if (!big || p->buffers[i].size > big->size) big = &p->buffers[i];
+    if (!big) return snprintf(buf, n, "the model has no tensors"), buf;
+    const bp_layer *l = &p->ir->layers[big->layer];
+    char count[32], size[32];
+    snprintf(buf, n, "the largest is %s of layer %d (%s %d, line %d): %s values, %s", big->name,
+             big->layer, bp_layer_kind_name(l->kind), l->units, l->loc.line,
+             grouped(big->size, count), bp_bytes_str((double)big->size * elem_size, size, sizeof size));
+    return buf;
 }

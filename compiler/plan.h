@@ -61,12 +61,24 @@ typedef struct {
     int cuda_alt;
 } bp_kernel;
 
-typedef enum { BP_OP_KERNEL, BP_OP_GEMM } bp_op_kind;
+typedef enum { BP_OP_KERNEL, BP_OP_GEMM, BP_OP_COLLECTIVE } bp_op_kind;
+
+/* A collective operation of a data-parallel plan (BP_PLAN_DP), over the ranks:
+ *   SUM:    the n floats at off, summed over the ranks, on every rank;
+ *   GATHER: a per-sample array at off, n floats per sample of the global batch: each
+ *           rank holds its own samples' rows (b0 .. b0 + nb - 1 of bp_dyn) and gets
+ *           every other rank's, in rank order (an in-place allgather). */
+typedef enum { BP_COLL_SUM, BP_COLL_GATHER } bp_coll_kind;
+typedef struct {
+    bp_coll_kind kind;
+    long off, n;
+} bp_coll;
 
 typedef struct {
     bp_op_kind kind;
     int kernel;        /* BP_OP_KERNEL: index into bp_plan.kernels */
     bp_gemm g;         /* BP_OP_GEMM */
+    bp_coll coll;      /* BP_OP_COLLECTIVE */
     char what[64];     /* for listings: "conv@3:3 forward", ... */
 } bp_op;
 
@@ -104,6 +116,10 @@ enum {
 typedef struct {
     bp_ir *ir;             /* borrowed */
     bp_rule rule;
+    bp_precision precision; /* of every GEMM: ir->train.precision (ir.h) */
+    int dp;                /* built with BP_PLAN_DP: batch is one rank's share of
+                              global_batch, and train holds collectives */
+    int global_batch;      /* the batch of one SGD step over all ranks */
     int batch;             /* compile-time maximum batch size B */
     int classes;
     long x_bytes;          /* input bytes per sample (H*W*C) */
@@ -139,10 +155,28 @@ bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch);
  * BP_PLAN_PLAIN lowers every ReLU as its own kernel (no fusion into the batch norm
  * that follows) and computes batch-norm statistics one channel per iteration (no
  * partial sums per part of the rows). BP_PLAN_CUDA_ALT: every program runs each
- * kernel's cuda_alt in its place, on any target (see bp_kernel). */
-enum { BP_PLAN_NO_FUSE = 1, BP_PLAN_NO_PARTS = 2, BP_PLAN_PLAIN = 3, BP_PLAN_CUDA_ALT = 4 };
+ * kernel's cuda_alt in its place, on any target (see bp_kernel).
+ * BP_PLAN_DP: data parallelism, the plan of one rank, batch its share of the train
+ * block's batch (global_batch). The result of a step equals one process's step over
+ * the whole batch: the Philox draws are keyed by the global sample index (b0 + b),
+ * the rule divides by the global batch (nb_all), batch norm gathers every rank's
+ * partial sums (BP_COLL_GATHER) and combines them in the one-process order, and each
+ * weight update is made as a gradient, summed over the ranks (BP_COLL_SUM), then
+ * applied by a kernel. Only the summed gradients round differently (by the order of
+ * the sums). Batch norm always takes the per-part path here. */
+enum { BP_PLAN_NO_FUSE = 1, BP_PLAN_NO_PARTS = 2, BP_PLAN_PLAIN = 3, BP_PLAN_CUDA_ALT = 4,
+       BP_PLAN_DP = 8 };
 bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags);
 void bp_plan_free(bp_plan *p);
+
+/* For an out-of-memory message: writes into buf (size n) which tensor or per-step
+ * buffer of p is largest, with its layer and size in elements of elem_size bytes, as
+ * "the largest is L1.weight of layer 1 (dense 1048576, line 3): 822,083,584 values,
+ * 3.1 GiB". Returns buf. */
+const char *bp_plan_largest(const bp_plan *p, int elem_size, char *buf, size_t n);
+
+/* Writes bytes as "3.1 GiB", "12.0 MiB" or "512 bytes" into buf (size n); returns buf. */
+const char *bp_bytes_str(double bytes, char *buf, size_t n);
 
 /* The kernel a target runs where the plan names kernel k: its cuda_alt on CUDA (cuda
  * nonzero), else k itself. */

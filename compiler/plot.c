@@ -22,13 +22,17 @@
 
 static const char *plot_usage =
     "usage: bpc plot RUN_DIR... [-o FILE.svg|FILE.png] "
-    "[--metric test_acc|val_acc|train_acc|train_loss|train_reward]\n";
+    "[--metric test_acc|val_acc|train_acc|train_loss|train_reward|align]\n";
 
-static const char *const METRICS[] = {"test_acc", "val_acc", "train_acc", "train_loss", "train_reward"};
+/* align: the feedback alignment angles (runtime/align.h), two curves per weight layer:
+ * the update angle and the matrix angle of each row of the epoch's "align" member. */
+static const char *const METRICS[] = {"test_acc", "val_acc", "train_acc", "train_loss", "train_reward",
+                                      "align"};
 static const char *const METRIC_NAMES[] = {"test accuracy", "validation accuracy",
                                            "training accuracy", "training loss",
-                                           "training reward"};
-#define NMETRICS 5
+                                           "training reward", "feedback angle (degrees)"};
+#define NMETRICS 6
+#define ALIGN_METRIC 5
 
 /* One run: its label and the (epoch, value) points of one metric. */
 typedef struct {
@@ -38,6 +42,8 @@ typedef struct {
     double *x, *y;
     int n;
     int best_epoch; /* the tested epoch (last line's best_epoch), 0 if unknown */
+    int layer;      /* align: the weight layer of the curve; -1 for a plain metric */
+    const char *angle; /* align: "update_angle" or "weight_angle" */
 } series;
 
 static void copy(char *dst, size_t n, const char *s) { snprintf(dst, n, "%s", s ? s : ""); }
@@ -94,7 +100,18 @@ static void base_name(const char *dir, char *out, size_t n) {
     snprintf(out, n, "%.*s", (int)(len - b), dir + b);
 }
 
-/* Reads RUN/metrics.jsonl into s. Returns 0, or the exit status after a message. */
+/* The angle `which` of layer `layer` in an epoch line's "align" rows, or NULL. */
+static const cJSON *align_value(const cJSON *line, int layer, const char *which) {
+    const cJSON *row;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(line, "align")) {
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(row, "layer");
+        if (cJSON_IsNumber(k) && k->valueint == layer) return cJSON_GetObjectItemCaseSensitive(row, which);
+    }
+    return NULL;
+}
+
+/* Reads RUN/metrics.jsonl into s (for align: the curve s->layer, s->angle; epochs
+ * without that angle are left out). Returns 0, or the exit status after a message. */
 static int load_series(series *s, const char *metric) {
     struct stat st;
     if (stat(s->dir, &st)) {
@@ -137,8 +154,14 @@ static int load_series(series *s, const char *metric) {
             break;
         }
         const cJSON *ep = cJSON_GetObjectItemCaseSensitive(j, "epoch");
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, metric);
+        const cJSON *v = s->layer >= 0 ? align_value(j, s->layer, s->angle)
+                                       : cJSON_GetObjectItemCaseSensitive(j, metric);
         const cJSON *be = cJSON_GetObjectItemCaseSensitive(j, "best_epoch");
+        if (s->layer >= 0 && cJSON_IsNumber(ep) && !cJSON_IsNumber(v)) { /* null: no angle */
+            cJSON_Delete(j);
+            l = next;
+            continue;
+        }
         if (!cJSON_IsNumber(ep) || !cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
             fprintf(stderr, "bpc: error: %s:%d: expected numbers \"epoch\" and \"%s\"\n", path,
                     lineno, metric);
@@ -171,7 +194,8 @@ static int load_series(series *s, const char *metric) {
     return 0;
 }
 
-/* "MODEL RULE", made unique with the seed, then the folder name. */
+/* "MODEL RULE", made unique with the seed, then the folder name (the curves of one run
+ * folder, align's, share theirs). */
 static void make_labels(series *s, int n) {
     for (int i = 0; i < n; i++) {
         if (s[i].model[0]) snprintf(s[i].label, sizeof s[i].label, "%s %s", s[i].model, rule_label(s[i].rule));
@@ -181,7 +205,7 @@ static void make_labels(series *s, int n) {
         int dup[256] = {0};
         for (int i = 0; i < n && i < 256; i++)
             for (int j = 0; j < n && j < 256; j++)
-                if (i != j && !strcmp(s[i].label, s[j].label)) dup[i] = 1;
+                if (i != j && strcmp(s[i].dir, s[j].dir) && !strcmp(s[i].label, s[j].label)) dup[i] = 1;
         for (int i = 0; i < n && i < 256; i++) {
             if (!dup[i]) continue;
             char extra[300], b[256];
@@ -454,13 +478,59 @@ static int ends_with(const char *s, const char *suf) {
     return 1;
 }
 
+/* The align curves of every run: from its first epoch line, each weight layer's update
+ * angle and, where it has one, its matrix angle. *out gets *n curves (calloc'd), each
+ * loaded. Returns 0, or the exit status after a message (a run without "align": tied). */
+static int align_series(const char *const *runs, int nruns, series **out, int *n) {
+    series *s = NULL;
+    int cap = 0, rc = 0;
+    *n = 0;
+    for (int r = 0; r < nruns && !rc; r++) {
+        series probe = {.dir = runs[r], .layer = -1};
+        if ((rc = load_series(&probe, "epoch"))) break; /* the folder and its file, checked */
+        free(probe.x);
+        free(probe.y);
+        char path[4200], *buf;
+        size_t len;
+        snprintf(path, sizeof path, "%s/metrics.jsonl", runs[r]);
+        if (bp_read_file(path, &buf, &len)) { fprintf(stderr, "bpc: error: %s: %s\n", path, strerror(errno)); rc = 2; break; }
+        char *nl = memchr(buf, '\n', len);
+        cJSON *j = cJSON_ParseWithLength(buf, nl ? (size_t)(nl - buf) : len);
+        free(buf);
+        const cJSON *rows = cJSON_GetObjectItemCaseSensitive(j, "align"), *row;
+        if (!cJSON_IsArray(rows)) {
+            fprintf(stderr, "bpc: error: %s has no alignment metrics: every feedback of its "
+                            "model is tied (exact)\n", runs[r]);
+            rc = 1;
+        }
+        cJSON_ArrayForEach(row, rows) {
+            const cJSON *k = cJSON_GetObjectItemCaseSensitive(row, "layer");
+            for (int w = 0; w < 2 && cJSON_IsNumber(k) && !rc; w++) {
+                const char *which = w ? "weight_angle" : "update_angle";
+                if (w && !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(row, which))) continue;
+                if (*n == cap) {
+                    cap = cap ? 2 * cap : 16;
+                    series *g = realloc(s, sizeof *s * (size_t)cap);
+                    if (!g) { fprintf(stderr, "bpc: error: out of memory\n"); rc = 2; break; }
+                    s = g;
+                }
+                s[*n] = (series){.dir = runs[r], .layer = k->valueint, .angle = which};
+                rc = load_series(&s[(*n)++], "align");
+            }
+        }
+        cJSON_Delete(j);
+    }
+    *out = s ? s : calloc(1, sizeof *s);
+    return rc;
+}
+
 int bp_plot_runs(const char *const *runs, int n, const char *metric, const char *out,
                  const char *title) {
     int mi = 0;
     while (mi < NMETRICS && strcmp(METRICS[mi], metric)) mi++;
     if (mi == NMETRICS) {
-        fprintf(stderr, "bpc: error: --metric is test_acc, val_acc, train_acc, train_loss or "
-                        "train_reward, not '%s'\n", metric);
+        fprintf(stderr, "bpc: error: --metric is test_acc, val_acc, train_acc, train_loss, "
+                        "train_reward or align, not '%s'\n", metric);
         return 1;
     }
     int png = ends_with(out, ".png");
@@ -477,15 +547,23 @@ int bp_plot_runs(const char *const *runs, int n, const char *metric, const char 
                 getenv("BPC_GNUPLOT") ? "BPC_GNUPLOT says none" : "no gnuplot on $PATH");
         return 2;
     }
-    series *s = calloc((size_t)n, sizeof *s);
-    if (!s) { fprintf(stderr, "bpc: error: out of memory\n"); return 2; }
+    series *s = NULL;
     int rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
+    if (mi == ALIGN_METRIC) rc = align_series(runs, n, &s, &n); /* n: runs, then curves */
+    else s = calloc((size_t)n, sizeof *s);
+    if (!s) { fprintf(stderr, "bpc: error: out of memory\n"); return 2; }
+    for (int i = 0; i < n && !rc && mi != ALIGN_METRIC; i++) {
         s[i].dir = runs[i];
+        s[i].layer = -1;
         rc = load_series(&s[i], metric);
     }
     if (!rc) {
         make_labels(s, n);
+        for (int i = 0; i < n && mi == ALIGN_METRIC; i++) { /* which curve of the run */
+            size_t l = strlen(s[i].label);
+            snprintf(s[i].label + l, sizeof s[i].label - l, " L%d %s", s[i].layer,
+                     strcmp(s[i].angle, "update_angle") ? "matrix" : "update");
+        }
         char t[256];
         if (!title) {
             snprintf(t, sizeof t, "%s per epoch", METRIC_NAMES[mi]);

@@ -68,12 +68,25 @@ void bp_print_check(FILE *out, const bp_ir *ir) {
     }
     fprintf(out, "%3s  %-30s %-14s %13s %15s\n", "", "total", "",
             bp_thousands(ir->params, p), bp_thousands(ir->macs, m));
+    if (bp_feedback_untied(ir)) { /* tied, the default, says nothing */
+        fprintf(out, "feedback (layer: mode):");
+        const char *sep = " ";
+        for (int i = bp_first_trainable(ir) + 1; i < ir->n; i++) {
+            const bp_layer *l = &ir->layers[i];
+            if (!bp_has_weights(l->kind)) continue;
+            fprintf(out, "%s%d: %s", sep, i, bp_feedback_name(l->feedback));
+            if (l->feedback == BP_FB_KP) fprintf(out, " decay %g", l->fb_decay);
+            sep = ", ";
+        }
+        fprintf(out, "\n");
+    }
     const bp_train_cfg *t = &ir->train;
     fprintf(out, "train: data %s, batch %d, sgd lr %g, lr x%g every %d epochs, "
                  "epochs %d\n",
             t->dataset[0] ? t->dataset : "(none)", t->batch, t->lr, t->lr_factor,
             t->lr_every, t->epochs);
     fprintf(out, "       early stop patience %d min_delta %g, init normal(0, %g), l2 %g, "
-                 "seed %llu\n",
-            t->patience, t->min_delta, t->init_std, t->l2, (unsigned long long)t->seed);
+                 "seed %llu, precision %s\n",
+            t->patience, t->min_delta, t->init_std, t->l2, (unsigned long long)t->seed,
+            bp_precision_name(t->precision));
 }

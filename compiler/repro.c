@@ -5,6 +5,7 @@
  * one command that can be stopped and continued. See repro.h.
  */
 #include "repro.h"
+#include "dist.h"
 #include <cJSON.h>
 #include <errno.h>
 #include <limits.h>
@@ -28,8 +29,9 @@
 static const char *repro_usage =
     "usage: bpc repro --models M1,M2 [--rules brainprop,ebp] [--seeds 1,2,3] --out GRID_DIR\n"
     "                 [--data DIR] [--epochs N] [--lr X] [--limit N] [--test-limit N]\n"
-    "                 [--val N|F|test] [--target cpu|cuda|auto] [--progress|--no-progress]\n"
-    "  a model is a .bp file or a name in models/ (mnist_conv); each (model, rule, seed) is\n"
+    "                 [--val N|F|test] [--target cpu|cuda|auto] [--precision P]\n"
+    "                 [--progress|--no-progress]\n"
+    "  a model is a .bp file or a name of the shipped models (mnist_conv); each (model, rule, seed) is\n"
     "  the run folder GRID_DIR/MODEL-RULE-seedS; run the same command again to continue;\n"
     "  several copies of the command share the grid (a run in training is skipped)\n";
 
@@ -84,7 +86,9 @@ static const char *bp_ext(const char *m) {
     return n > 3 && !strcmp(m + n - 3, ".bp") ? "" : ".bp";
 }
 
-/* A model argument: a .bp file, else models/NAME.bp here, else beside bpc. */
+/* A model argument: a .bp file, else models/NAME.bp here, else beside bpc (the source
+ * tree's models/ above build/bpc or build/san/bpc, or an installed bpc's
+ * PREFIX/share/bpc/models). */
 static int find_model(const char *m, char *out, size_t n) {
     struct stat st;
     if (!stat(m, &st) && S_ISREG(st.st_mode)) { snprintf(out, n, "%s", m); return 0; }
@@ -99,8 +103,9 @@ static int find_model(const char *m, char *out, size_t n) {
     char *slash = strrchr(exe, '/');
     if (!slash) return -1;
     *slash = 0;
-    for (int up = 1; up <= 2; up++) { /* build/bpc, build/san/bpc */
-        snprintf(out, n, "%s/%s/models/%s%s", exe, up == 1 ? ".." : "../..", m, ext);
+    static const char *const UP[] = {"..", "../..", "../share/bpc"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(out, n, "%s/%s/models/%s%s", exe, UP[i], m, ext);
         if (!stat(out, &st) && S_ISREG(st.st_mode)) return 0;
     }
     return -1;
@@ -347,12 +352,13 @@ static int write_results(const char *grid, cell *cells, char **names, int nm, ch
 
 int bp_cmd_repro(int argc, char **argv) {
     const char *models = NULL, *rules_s = NULL, *seeds_s = NULL, *grid = NULL, *data = NULL,
-               *target_s = NULL, *val_s = NULL;
+               *target_s = NULL, *val_s = NULL, *prec_s = NULL;
     long epochs = 0, limit = 0, test_limit = 0;
     double lr = 0;
     int progress = -1;
-    static const char *const strs[] = {"--models", "--rules", "--seeds", "--out", "--data", "--target", "--val"};
-    const char **sdst[] = {&models, &rules_s, &seeds_s, &grid, &data, &target_s, &val_s};
+    static const char *const strs[] = {"--models", "--rules", "--seeds", "--out", "--data", "--target", "--val",
+                                       "--precision"};
+    const char **sdst[] = {&models, &rules_s, &seeds_s, &grid, &data, &target_s, &val_s, &prec_s};
     static const char *const nums[] = {"--epochs", "--limit", "--test-limit"};
     long *ndst[] = {&epochs, &limit, &test_limit};
     int lr_seen = 0;
@@ -362,9 +368,9 @@ int bp_cmd_repro(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(repro_usage, stdout); return 0; }
         if (!strcmp(a, "--progress")) { progress = 1; continue; }
         if (!strcmp(a, "--no-progress")) { progress = 0; continue; }
-        for (k = 0; k < 7 && strcmp(a, strs[k]); k++) {}
+        for (k = 0; k < 8 && strcmp(a, strs[k]); k++) {}
         int isnum = 0, islr = !strcmp(a, "--lr");
-        if (k == 7) {
+        if (k == 8) {
             for (k = 0; k < 3 && strcmp(a, nums[k]); k++) {}
             isnum = k < 3;
             if (!isnum && !islr) {
@@ -400,6 +406,9 @@ int bp_cmd_repro(int argc, char **argv) {
     bp_val_spec val = {0};
     if (val_s && bp_val_parse(val_s, &val))
         return usage_error("--val takes 'test', a number of images (5000) or a fraction (0.1), not '%s'", val_s);
+    bp_precision prec = BP_PREC_IEEE;
+    if (prec_s && bp_precision_parse(prec_s, &prec))
+        return usage_error("--precision is ieee, tf32 or 3xtf32, not '%s'", prec_s);
     bp_target target;
     if (!target_s || !strcmp(target_s, "auto")) target = bp_cuda_available() ? BP_TARGET_CUDA : BP_TARGET_CPU;
     else if (!strcmp(target_s, "cpu") || !strcmp(target_s, "c")) target = BP_TARGET_CPU;
@@ -479,9 +488,13 @@ int bp_cmd_repro(int argc, char **argv) {
     }
     if (rc) goto out;
 
-    printf("bpc repro: %d run%s (%d model%s x %d rule%s x %d seed%s) in %s, %s target\n", total,
-           total == 1 ? "" : "s", nm, nm == 1 ? "" : "s", nr, nr == 1 ? "" : "s", ns,
-           ns == 1 ? "" : "s", grid, target == BP_TARGET_CUDA ? "cuda" : "cpu");
+    /* under mpirun: rank k trains the runs k, k + ranks, ..., each in one process */
+    int ranks = bp_dist_size(), me = bp_dist_rank();
+    if (me == 0)
+        printf("bpc repro: %d run%s (%d model%s x %d rule%s x %d seed%s) in %s, %s target%s\n", total,
+               total == 1 ? "" : "s", nm, nm == 1 ? "" : "s", nr, nr == 1 ? "" : "s", ns,
+               ns == 1 ? "" : "s", grid, target == BP_TARGET_CUDA ? "cuda" : "cpu",
+               ranks > 1 ? ", shared by the ranks" : "");
     fflush(stdout);
     for (int i = 0; i < total; i++)
         snprintf(cells[i].dir, sizeof cells[i].dir, "%s/%s-%s-seed%s", grid, names[i / (nr * ns)],
@@ -492,6 +505,7 @@ int bp_cmd_repro(int argc, char **argv) {
             for (int s = 0; s < ns && !stop; s++) {
                 int idx = (m * nr + r) * ns + s;
                 cell *c = &cells[idx];
+                if (idx % ranks != me) continue;
                 int want = epochs > 0 ? (int)epochs : irs[m]->train.epochs;
                 int have = read_summary(c);
                 if (have == -2) { c->state = 2; failed++; continue; } /* the others still count */
@@ -516,7 +530,8 @@ int bp_cmd_repro(int argc, char **argv) {
                                    .seed = seedv[s], .lr = (float)lr, .limit = limit,
                                    .test_limit = test_limit, .val = val,
                                    .out_dir = resume ? NULL : c->dir, .resume = resume ? c->dir : NULL,
-                                   .command = cmd, .progress = progress, .log = stdout};
+                                   .command = cmd, .progress = progress, .log = stdout,
+                                   .has_precision = prec_s != NULL, .precision = prec, .single = 1};
                 bp_train_result res;
                 bp_err e = {{0}};
                 int trc = bp_train(irs[m], &o, &res, &e);
@@ -534,6 +549,9 @@ int bp_cmd_repro(int argc, char **argv) {
                 if (read_summary(c)) { c->state = 2; failed++; continue; }
                 c->state = 1;
             }
+    /* rank 0 writes the table once every rank is done */
+    if (ranks > 1) bp_dist_wait_all();
+    if (me > 0) goto out;
     /* runs another worker finished meanwhile count as done in the table */
     for (int i = 0; i < total && !stop; i++) {
         cell *c = &cells[i];

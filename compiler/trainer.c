@@ -42,13 +42,15 @@ int bp_trainer_main(int argc, char **argv, const char *file, const char *source,
     snprintf(usage, sizeof usage,
              "usage: %s [--data DIR] [--target %s|auto] [--epochs N] [--seed S] [--lr X]\n"
              "           [--rule brainprop|ebp] [--limit N] [--test-limit N] [--val N|F|test]\n"
-             "           [--out RUN_DIR] [--resume RUN_DIR] [--metrics FILE] [--progress|--no-progress]\n"
+             "           [--out RUN_DIR] [--resume RUN_DIR] [--metrics FILE] [--precision P]\n"
+             "           [--progress|--no-progress]\n"
              "       %s --version | --help\n"
              "trains %s (built in, for the %s target) as `bpc train %s` does\n"
              "exit status: 0 ok, 1 error in the input, 2 I/O or internal error, 130/143 interrupted\n",
              prog, tname, prog, file, tname, file);
     bp_cli_prog = prog;
     bp_cli_usage = usage;
+    if (bp_cli_dist_init(&argc, &argv)) return 2;
     bp_cli_check_stdout_at_exit();
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) { fputs(usage, stdout); return 0; }
     if (argc > 1 && !strcmp(argv[1], "--version")) {

@@ -151,6 +151,12 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, bp_p
     bp_span at = *yypcontext_location(ctx);
 
     if (got == YYSYMBOL_INVALID_CHARACTER) {
+        if (!strncmp(ps->last_text, "U+", 2)) { /* named by code point (token()) */
+            bp_diag_error(d, at, "unexpected invisible character %s", ps->last_text);
+            bp_diag_hint(d, "it shows as nothing or as a space; text pasted from a web page "
+                            "or a word processor brings such characters: delete it");
+            return d->stopped ? 2 : 0;
+        }
         bp_diag_error(d, at, "unexpected character '%s'", ps->last_text);
         const char *h = char_hint(ps->last_text);
         if (h) bp_diag_hint(d, "%s", h);

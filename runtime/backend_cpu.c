@@ -11,6 +11,8 @@
 #include "exec.h"
 #include "jit_c.h"
 #include "linked.h"
+#include "dist.h"
+#include "tf32.h"
 
 typedef void (*bp_kfn)(void *, int *, const unsigned char *, const bp_dyn *);
 
@@ -28,6 +30,7 @@ typedef struct {
     const unsigned char *images; /* the staged split (the caller's memory) */
     const int *labels;
     long nstaged;
+    float *scratch;    /* TF32 / 3xTF32: the rounded or split GEMM operands */
     int *order;        /* the epoch's order, a copy */
     long norder;
 } cpu;
@@ -35,16 +38,19 @@ typedef struct {
 /* The plan's GEMMs are row-major, exactly CBLAS's CblasRowMajor convention. A batch
  * of small GEMMs (loccon: one per output position) is spread over the OpenMP threads;
  * inside a parallel region the OpenMP build of OpenBLAS runs each on one thread. */
-#define GEMM_BODY(call)                                                                  \
-    long m = g->m * (g->m_nb ? nb : 1), k = g->k * (g->k_nb ? nb : 1);                   \
-    alpha = g->alpha * (g->alpha_lr ? lr : 1);                                           \
-    beta = g->beta - 2 * lr * g->beta_l2;                                                \
+#define GEMM_CALL(call, A, B, C)                                                          \
     _Pragma("omp parallel for schedule(static) if (g->batch > 1)")                       \
     for (int i = 0; i < (g->batch > 1 ? g->batch : 1); i++)                              \
         call(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,                      \
              g->trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)g->n, (int)k, alpha,   \
-             arena + g->a + i * g->stride_a, (int)g->lda, arena + g->b + i * g->stride_b, \
-             (int)g->ldb, beta, arena + g->c + i * g->stride_c, (int)g->ldc);
+             (A) + i * g->stride_a, (int)g->lda, (B) + i * g->stride_b, (int)g->ldb,     \
+             beta, (C) + i * g->stride_c, (int)g->ldc);
+/* the live sizes and the scalars of g at batch nb and learning rate lr (plan.h) */
+#define GEMM_SCALARS                                                                     \
+    long m = g->m * (g->m_nb ? nb : 1), k = g->k * (g->k_nb ? nb : 1);                   \
+    alpha = g->alpha * (g->alpha_lr ? lr : 1);                                           \
+    beta = g->beta - 2 * lr * g->beta_l2;
+#define GEMM_BODY(call) GEMM_SCALARS GEMM_CALL(call, arena + g->a, arena + g->b, arena + g->c)
 
 void bp_gemm_cpu(const bp_gemm *g, float *arena, int nb, float lr) {
     float alpha, beta;
@@ -54,6 +60,56 @@ void bp_gemm_cpu(const bp_gemm *g, float *arena, int nb, float lr) {
 void bp_gemm_cpu64(const bp_gemm *g, double *arena, int nb, double lr) {
     double alpha, beta;
     GEMM_BODY(cblas_dgemm)
+}
+
+long bp_gemm_operand_extent(const bp_gemm *g, int nb, int which) {
+    long m = g->m * (g->m_nb ? nb : 1), k = g->k * (g->k_nb ? nb : 1);
+    int t = which ? g->trans_b : g->trans_a;
+    long rows = which ? (t ? g->n : k) : (t ? k : m), cols = which ? (t ? k : g->n) : (t ? m : k);
+    long ld = which ? g->ldb : g->lda, stride = which ? g->stride_b : g->stride_a;
+    long one = rows > 0 && cols > 0 ? (rows - 1) * ld + cols : 0;
+    return g->batch > 1 ? (g->batch - 1) * stride + one : one;
+}
+
+/* Rounds (TF32) or splits (3xTF32: big into big[], small into small[]) n floats. */
+static void to_tf32(const float *src, float *big, float *small, long n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (long i = 0; i < n; i++) {
+        if (small) bp_tf32_split(src[i], &big[i], &small[i]);
+        else big[i] = bp_tf32_round(src[i]);
+    }
+}
+
+void bp_gemm_cpu_prec(const bp_gemm *g, float *arena, int nb, float lr, bp_precision prec,
+                      float *scratch) {
+    if (prec == BP_PREC_IEEE) { bp_gemm_cpu(g, arena, nb, lr); return; }
+    long na = bp_gemm_operand_extent(g, nb, 0), nbx = bp_gemm_operand_extent(g, nb, 1);
+    float *Ab = scratch, *Bb = Ab + na, *As = Bb + nbx, *Bs = As + na;
+    int three = prec == BP_PREC_3XTF32;
+    to_tf32(arena + g->a, Ab, three ? As : NULL, na);
+    to_tf32(arena + g->b, Bb, three ? Bs : NULL, nbx);
+    float alpha, beta;
+    GEMM_SCALARS
+    if (three) { /* the small products first, as CUTLASS's 3xTF32 adds them */
+        GEMM_CALL(cblas_sgemm, As, Bb, arena + g->c)
+        beta = 1;
+        GEMM_CALL(cblas_sgemm, Ab, Bs, arena + g->c)
+    }
+    GEMM_CALL(cblas_sgemm, Ab, Bb, arena + g->c)
+}
+
+long bp_plan_gemm_scratch(const bp_plan *p) {
+    long most = 0;
+    const bp_prog *progs[] = {&p->train, &p->eval, &p->forward};
+    for (int j = 0; j < 3; j++)
+        for (int i = 0; i < progs[j]->n; i++) {
+            const bp_op *o = &progs[j]->ops[i];
+            if (o->kind != BP_OP_GEMM) continue;
+            long n = 2 * (bp_gemm_operand_extent(&o->g, p->batch, 0) +
+                          bp_gemm_operand_extent(&o->g, p->batch, 1));
+            if (n > most) most = n;
+        }
+    return most;
 }
 
 static void cpu_close(bp_exec *x) {
@@ -67,12 +123,14 @@ static void cpu_close(bp_exec *x) {
     free(c->ints);
     free(c->X);
     free(c->order);
+    free(c->scratch);
     free(c);
     x->impl = NULL;
 }
 
 static int cpu_open(bp_exec *x, const char *source, bp_err *e) {
     const bp_plan *p = x->plan;
+    if (p->dp && x->real_size != 4) return bp_fail(e, "a data-parallel plan runs in float32 only");
     cpu *c = calloc(1, sizeof *c);
     if (!c) return bp_fail(e, "out of memory");
     x->impl = c;
@@ -80,10 +138,16 @@ static int cpu_open(bp_exec *x, const char *source, bp_err *e) {
     c->A = calloc((size_t)p->arena_floats + 1, (size_t)x->real_size);
     c->ints = calloc((size_t)p->arena_ints + 1, sizeof *c->ints);
     c->X = calloc((size_t)(p->batch * p->x_bytes) + 1, 1);
-    if (!c->fn || !c->A || !c->ints || !c->X) {
+    long ns = p->precision != BP_PREC_IEEE && x->real_size == 4 ? bp_plan_gemm_scratch(p) : 0;
+    if (ns) c->scratch = malloc(sizeof *c->scratch * (size_t)ns);
+    if (!c->fn || !c->A || !c->ints || !c->X || (ns && !c->scratch)) {
+        char need[32], big[256];
+        bp_bytes_str(p->arena_floats * (double)x->real_size + p->arena_ints * 4.0 +
+                     (double)p->batch * p->x_bytes, need, sizeof need);
+        bp_plan_largest(p, x->real_size, big, sizeof big);
         cpu_close(x);
-        return bp_fail(e, "out of memory: the model needs %.1f MiB of arenas",
-                       (p->arena_floats * (double)x->real_size + p->arena_ints * 4.0) / 1048576.0);
+        return bp_fail(e, "out of memory: the model's tensors and buffers need %s at batch %d "
+                          "(%s); a smaller layer or batch needs less", need, p->batch, big);
     }
     if (bp_profile_wanted()) c->prof.sec = calloc((size_t)p->train.n + 1, sizeof(double));
     void (*lf)(void) = NULL;
@@ -142,8 +206,13 @@ static double now_s(void) {
 static void run_op(bp_exec *x, const bp_op *o, const bp_dyn *d) {
     cpu *c = x->impl;
     if (o->kind == BP_OP_KERNEL) c->fn[o->kernel](c->A, c->ints, c->X, d);
+    else if (o->kind == BP_OP_COLLECTIVE) { /* a data-parallel plan (float arena only) */
+        float *at = (float *)c->A + o->coll.off;
+        if (o->coll.kind == BP_COLL_SUM) bp_dist_sum(at, o->coll.n);
+        else bp_dist_gather(at, o->coll.n, d->nb_all);
+    }
     else if (x->real_size == 8) bp_gemm_cpu64(&o->g, c->A, d->nb, d->lr);
-    else bp_gemm_cpu(&o->g, c->A, d->nb, d->lr);
+    else bp_gemm_cpu_prec(&o->g, c->A, d->nb, d->lr, x->plan->precision, c->scratch);
 }
 
 static int cpu_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {

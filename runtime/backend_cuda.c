@@ -71,6 +71,8 @@ typedef struct {
     CUmodule mod;
     CUfunction *fn;             /* one per plan kernel */
     CUfunction gather;          /* bp_gather (templates/gather_cu.in) */
+    CUfunction split;           /* bp_tf32_split (the same file), for the precision modes */
+    CUdeviceptr tf32;           /* their rounded or split operands (bp_plan_gemm_scratch) */
     CUdeviceptr A, I, X;
     CUdeviceptr dyn;            /* the bp_dyn every kernel reads */
     uint32_t dyn_now[sizeof(bp_dyn) / sizeof(uint32_t)]; /* what it holds once the stream gets there */
@@ -187,6 +189,7 @@ static void cuda_close(bp_exec *x) {
             if (s->ev[i]) bp_cu.cuEventDestroy(s->ev[i]);
         if (s->dyn) bp_cu.cuMemFree(s->dyn);
         if (s->workspace) bp_cu.cuMemFree(s->workspace);
+        if (s->tf32) bp_cu.cuMemFree(s->tf32);
         if (s->A) bp_cu.cuMemFree(s->A);
         if (s->I) bp_cu.cuMemFree(s->I);
         if (s->X) bp_cu.cuMemFree(s->X);
@@ -213,6 +216,9 @@ static int alloc_zeroed(cuda *s, CUdeviceptr *d, size_t bytes, bp_err *e) {
 
 static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
     const bp_plan *p = x->plan;
+    if (p->dp)
+        return bp_fail(e, "data parallelism over several ranks runs on the CPU target for now "
+                          "(the NCCL path is not built yet): use --target cpu under mpirun");
     cuda *s = calloc(1, sizeof *s);
     if (!s) return bp_fail(e, "out of memory opening the CUDA target");
     x->impl = s;
@@ -273,7 +279,9 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
     }
     for (int i = 0; i < p->nkernels; i++)
         if (BP_CU(e, bp_cu.cuModuleGetFunction(&s->fn[i], s->mod, p->kernels[i].name))) goto fail;
-    if (BP_CU(e, bp_cu.cuModuleGetFunction(&s->gather, s->mod, "bp_gather"))) goto fail;
+    if (BP_CU(e, bp_cu.cuModuleGetFunction(&s->gather, s->mod, "bp_gather")) ||
+        BP_CU(e, bp_cu.cuModuleGetFunction(&s->split, s->mod, "bp_tf32_split")))
+        goto fail;
 
     s->nA = p->arena_floats;
     s->nI = p->arena_ints;
@@ -282,15 +290,28 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
         alloc_zeroed(s, &s->I, (size_t)s->nI * sizeof(int), e) ||
         alloc_zeroed(s, &s->X, (size_t)s->nX, e) ||
         alloc_zeroed(s, &s->dyn, sizeof(bp_dyn), e) ||
-        alloc_zeroed(s, &s->workspace, WORKSPACE_BYTES, e))
+        alloc_zeroed(s, &s->workspace, WORKSPACE_BYTES, e) ||
+        (p->precision != BP_PREC_IEEE &&
+         alloc_zeroed(s, &s->tf32, (size_t)bp_plan_gemm_scratch(p) * sizeof(float), e))) {
+        char need[32], big[256], why[sizeof e->msg];
+        snprintf(why, sizeof why, "%s", e->msg);
+        bp_bytes_str((double)s->nA * sizeof(float) + (double)s->nI * sizeof(int) + (double)s->nX +
+                     WORKSPACE_BYTES, need, sizeof need);
+        bp_fail(e, "the model's tensors and buffers need %s of GPU memory at batch %d (%s): %s",
+                need, p->batch, bp_plan_largest(p, (int)sizeof(float), big, sizeof big), why);
         goto fail;
+    }
 
     if (bp_cuda_load_cublas(&le)) { unavailable(e, le.msg); goto fail; }
     if (BP_CUBLAS(e, bp_cublas.cublasCreate(&s->blas))) { s->blas = NULL; goto fail; }
     if (BP_CUBLAS(e, bp_cublas.cublasSetStream(s->blas, s->stream)) ||
         /* after SetStream, which resets the workspace to cuBLAS's own pool */
         BP_CUBLAS(e, bp_cublas.cublasSetWorkspace(s->blas, (void *)(uintptr_t)s->workspace, WORKSPACE_BYTES)) ||
-        BP_CUBLAS(e, bp_cublas.cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH)) ||
+        /* TF32 and 3xTF32 hand cuBLAS operands already rounded (gemm below): its tensor
+         * cores then multiply exactly the values the CPU target does */
+        BP_CUBLAS(e, bp_cublas.cublasSetMathMode(s->blas, p->precision == BP_PREC_IEEE
+                                                              ? CUBLAS_DEFAULT_MATH
+                                                              : CUBLAS_TF32_TENSOR_OP_MATH)) ||
         BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)))
         goto fail;
     snprintf(s->about, sizeof s->about, "%.127s (device %d, sm_%d%d, %d SMs), kernels as %s %s", s->gpu,
@@ -349,20 +370,51 @@ static int launch(cuda *s, const bp_plan *p, int ki, const bp_dyn *d, bp_err *e)
     return BP_CU(e, bp_cu.cuLaunchKernel(s->fn[ki], grid, 1, 1, BLOCK, 1, 1, 0, s->stream, args, NULL));
 }
 
-static int gemm(cuda *s, const bp_gemm *g, const bp_dyn *d, bp_err *e) {
+/* One column-major call of the mapped GEMM c on device operands A, B and C. */
+static int sgemm(cuda *s, const bp_gemm_cm *c, float beta, const float *A, const float *B, float *C,
+                 bp_err *e) {
+    cublasOperation_t ta = c->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = c->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (c->batch == 1)
+        return BP_CUBLAS(e, bp_cublas.cublasSgemm(s->blas, ta, tb, c->m, c->n, c->k, &c->alpha, A, c->lda, B,
+                                                  c->ldb, &beta, C, c->ldc));
+    return BP_CUBLAS(e, bp_cublas.cublasSgemmStridedBatched(s->blas, ta, tb, c->m, c->n, c->k, &c->alpha, A,
+                                                            c->lda, c->stride_a, B, c->ldb, c->stride_b,
+                                                            &beta, C, c->ldc, c->stride_c, c->batch));
+}
+
+/* bp_tf32_split over n floats of the arena at off into big (and small, or 0). */
+static int split(cuda *s, long off, long n, CUdeviceptr big, CUdeviceptr small, bp_err *e) {
+    if (n <= 0) return 0;
+    CUdeviceptr src = s->A + (CUdeviceptr)off * sizeof(float);
+    long long blocks = (n + BLOCK - 1) / BLOCK, cap = (long long)(s->sms > 0 ? s->sms : 1) * 32;
+    unsigned grid = (unsigned)(blocks < cap ? blocks : cap);
+    void *args[] = {&src, &big, &small, &n};
+    return BP_CU(e, bp_cu.cuLaunchKernel(s->split, grid, 1, 1, BLOCK, 1, 1, 0, s->stream, args, NULL));
+}
+
+static int gemm(cuda *s, const bp_plan *p, const bp_gemm *g, const bp_dyn *d, bp_err *e) {
     bp_gemm_cm c;
     if (bp_gemm_map(g, d->nb, d->lr, s->nA, &c, e)) return -1;
     if (c.m == 0 || c.n == 0) return 0;
-    const float *A = (const float *)(uintptr_t)(s->A + (CUdeviceptr)c.a * sizeof(float));
-    const float *B = (const float *)(uintptr_t)(s->A + (CUdeviceptr)c.b * sizeof(float));
     float *C = (float *)(uintptr_t)(s->A + (CUdeviceptr)c.c * sizeof(float));
-    cublasOperation_t ta = c.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = c.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (c.batch == 1)
-        return BP_CUBLAS(e, bp_cublas.cublasSgemm(s->blas, ta, tb, c.m, c.n, c.k, &c.alpha, A, c.lda, B,
-                                                  c.ldb, &c.beta, C, c.ldc));
-    return BP_CUBLAS(e, bp_cublas.cublasSgemmStridedBatched(s->blas, ta, tb, c.m, c.n, c.k, &c.alpha, A,
-                                                            c.lda, c.stride_a, B, c.ldb, c.stride_b,
-                                                            &c.beta, C, c.ldc, c.stride_c, c.batch));
+    if (p->precision == BP_PREC_IEEE) {
+        const float *A = (const float *)(uintptr_t)(s->A + (CUdeviceptr)c.a * sizeof(float));
+        const float *B = (const float *)(uintptr_t)(s->A + (CUdeviceptr)c.b * sizeof(float));
+        return sgemm(s, &c, c.beta, A, B, C, e);
+    }
+    /* as bp_gemm_cpu_prec: the row-major A (the call's B) and B (the call's A), each
+     * from its first element, rounded or split into the scratch; in 3xTF32 the small
+     * products first */
+    long na = bp_gemm_operand_extent(g, d->nb, 0), nb = bp_gemm_operand_extent(g, d->nb, 1);
+    CUdeviceptr Ab = s->tf32, Bb = Ab + (CUdeviceptr)na * 4, As = Bb + (CUdeviceptr)nb * 4,
+                Bs = As + (CUdeviceptr)na * 4;
+    int three = p->precision == BP_PREC_3XTF32;
+    if (split(s, g->a, na, Ab, three ? As : 0, e) || split(s, g->b, nb, Bb, three ? Bs : 0, e)) return -1;
+#define DEV(x) ((const float *)(uintptr_t)(x))
+    if (three && (sgemm(s, &c, c.beta, DEV(Bb), DEV(As), C, e) || sgemm(s, &c, 1.0f, DEV(Bs), DEV(Ab), C, e)))
+        return -1;
+    return sgemm(s, &c, three ? 1.0f : c.beta, DEV(Bb), DEV(Ab), C, e);
+#undef DEV
 }
 
 /* Brings the device copy of bp_dyn to d: a memset per 32-bit word that changed
@@ -386,7 +438,7 @@ static int enqueue(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dyn *d,
     for (int i = 0; i < g->n; i++) {
         const bp_op *o = &g->ops[i];
         int rc = ev ? BP_CU(e, bp_cu.cuEventRecord(ev[i], s->stream)) : 0;
-        if (!rc) rc = o->kind == BP_OP_KERNEL ? launch(s, p, o->kernel, d, e) : gemm(s, &o->g, d, e);
+        if (!rc) rc = o->kind == BP_OP_KERNEL ? launch(s, p, o->kernel, d, e) : gemm(s, p, &o->g, d, e);
         if (!rc && s->sync_each) rc = BP_CU(e, bp_cu.cuStreamSynchronize(s->stream));
         if (rc) {
             char m[sizeof e->msg];

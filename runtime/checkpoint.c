@@ -54,13 +54,17 @@ int bp_ckpt_put(bp_exec *x, const float *snap, bp_err *e) {
 
 /* ---- names, shapes and permutations --------------------------------------------------- */
 
-typedef enum { CV_COPY, CV_CONV, CV_LOCCON, CV_DENSE } cv_kind;
+typedef enum { CV_COPY, CV_CONV, CV_LOCCON, CV_DENSE, CV_DIRECT } cv_kind;
 
-/* How tensor t is converted: its suffix after "Lk." and its layer's kind. */
+/* How tensor t is converted: its suffix after "Lk." and its layer's kind. A feedback
+ * matrix B of W's shape (random, kolen_pollack) is laid out as W; a direct one,
+ * [classes, H, W, C], becomes [classes, C, H, W]. */
 static cv_kind conversion(const bp_ir *ir, const bp_tensor *t, const char **suffix) {
     const char *dot = strchr(t->name, '.');
     *suffix = dot ? dot + 1 : t->name;
-    if (strcmp(*suffix, "weight") || t->layer < 0 || t->layer >= ir->n) return CV_COPY;
+    int fb = !strcmp(*suffix, "feedback");
+    if ((!fb && strcmp(*suffix, "weight")) || t->layer < 0 || t->layer >= ir->n) return CV_COPY;
+    if (fb && ir->layers[t->layer].feedback == BP_FB_DIRECT) return t->ndim == 4 ? CV_DIRECT : CV_COPY;
     switch (ir->layers[t->layer].kind) {
     case BP_CONV: return CV_CONV;
     case BP_LOCCON: return CV_LOCCON;
@@ -88,6 +92,9 @@ int bp_ckpt_torch_shape(const bp_ir *ir, const bp_tensor *t, char *name, long sh
     case CV_LOCCON: /* [P, F, K, K, C] -> [P, F, C, K, K] */
         shape[0] = d[0]; shape[1] = d[1]; shape[2] = d[4]; shape[3] = d[2]; shape[4] = d[3];
         return 5;
+    case CV_DIRECT: /* [K, H, W, C] -> [K, C, H, W] */
+        shape[0] = d[0]; shape[1] = d[3]; shape[2] = d[1]; shape[3] = d[2];
+        return 4;
     default:
         for (int i = 0; i < t->ndim; i++) shape[i] = d[i];
         return t->ndim;
@@ -113,9 +120,10 @@ static void permute(const bp_ir *ir, const bp_tensor *t, float *a, float *b, int
                                  p * per + ((f * C + c) * K + kh) * K + kw);
         return;
     }
-    if (k == CV_DENSE) {
+    if (k == CV_DENSE || k == CV_DIRECT) { /* rows of NHWC pixels -> rows of NCHW ones */
         bp_shape in = ir->layers[t->layer].in;
-        long N = t->dims[0], D = t->dims[1], HW = (long)in.h * in.w, C = in.c;
+        if (k == CV_DIRECT) in = (bp_shape){(int)t->dims[1], (int)t->dims[2], (int)t->dims[3]};
+        long N = t->dims[0], HW = (long)in.h * in.w, C = in.c, D = k == CV_DIRECT ? HW * C : t->dims[1];
         if (HW > 1 && HW * C == D) {
             for (long n = 0; n < N; n++)
                 for (long s = 0; s < HW; s++)

@@ -11,6 +11,7 @@
 
 #ifdef BPC_HAVE_CUDA
 #include <dlfcn.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,12 +82,16 @@ static int resolve(void *h, const char *lib, sym *s, int n, bp_err *e) {
     return 0;
 }
 
-static int load(int *done, const char *const *names, int dirs, sym *s, int n, bp_err *e) {
+/* Loads the first of names that opens (open_lib) and resolves its symbols; writes the
+ * file that loaded into path (size 900) when path is not NULL. */
+static int load(int *done, const char *const *names, int dirs, sym *s, int n, char *path,
+                bp_err *e) {
     if (*done) return 0;
     char why[900];
     void *h = open_lib(names, dirs, why, sizeof why);
     if (!h) return bp_fail(e, "%s", why);
     if (resolve(h, why, s, n, e)) { dlclose(h); return -1; }
+    if (path) memcpy(path, why, sizeof why);
     *done = 1;
     return 0;
 }
@@ -95,21 +100,38 @@ int bp_cuda_load_driver(bp_err *e) {
     static int done;
     static const char *const names[] = {"libcuda.so.1", NULL};
     static sym s[] = {BP_CU_FUNCS(BP_SYM_CU)};
-    return load(&done, names, 0, s, (int)(sizeof s / sizeof s[0]), e);
+    return load(&done, names, 0, s, (int)(sizeof s / sizeof s[0]), NULL, e);
 }
 
 int bp_cuda_load_nvrtc(bp_err *e) {
     static int done;
     static const char *const names[] = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so", NULL};
     static sym s[] = {BP_NVRTC_FUNCS(BP_SYM_NVRTC)};
-    return load(&done, names, 1, s, (int)(sizeof s / sizeof s[0]), e);
+    char path[900];
+    if (done) return 0;
+    if (load(&done, names, 1, s, (int)(sizeof s / sizeof s[0]), path, e)) return -1;
+    /* libnvrtc dlopens its builtins (libnvrtc-builtins.so.13.0) by name at the first
+     * compile, from the loader's path only: a toolkit found through CUDA_HOME alone would
+     * then fail with "failed to open libnvrtc-builtins.so". Loading the builtins of the
+     * same folder first makes that dlopen find them already loaded (by their soname). */
+    char *slash = strrchr(path, '/');
+    if (slash) {
+        glob_t g;
+        snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "libnvrtc-builtins.so.*");
+        if (glob(path, 0, NULL, &g) == 0) {
+            for (size_t i = 0; i < g.gl_pathc; i++)
+                if (dlopen(g.gl_pathv[i], RTLD_NOW | RTLD_GLOBAL)) break;
+            globfree(&g);
+        }
+    }
+    return 0;
 }
 
 int bp_cuda_load_cublas(bp_err *e) {
     static int done;
     static const char *const names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so", NULL};
     static sym s[] = {BP_CUBLAS_FUNCS(BP_SYM_CUBLAS)};
-    return load(&done, names, 1, s, (int)(sizeof s / sizeof s[0]), e);
+    return load(&done, names, 1, s, (int)(sizeof s / sizeof s[0]), NULL, e);
 }
 
 void bp_cu_describe(CUresult r, char *buf, size_t len) {

@@ -63,7 +63,8 @@ void bp_profile_print(const bp_plan *p, int cuda, const char *how, double *sec) 
             if (sec[i] >= 0 && (best < 0 || sec[i] > sec[best])) best = i;
         const bp_op *o = &g->ops[best];
         fprintf(stderr, "  %5.1f%%  %3d  %-24s %s\n", 100 * sec[best] / total, best,
-                o->kind == BP_OP_KERNEL ? p->kernels[bp_kernel_for(p, o->kernel, cuda)].name : "gemm", o->what);
+                o->kind == BP_OP_KERNEL ? p->kernels[bp_kernel_for(p, o->kernel, cuda)].name
+                : o->kind == BP_OP_GEMM ? "gemm" : "collective", o->what);
         sec[best] = -1;
     }
 }

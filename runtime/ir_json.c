@@ -29,6 +29,8 @@ cJSON *bp_ir_layers_json(const bp_ir *ir) {
         cJSON_AddBoolToObject(o, "relu", L->relu);
         cJSON_AddNumberToObject(o, "rate", (double)L->rate);
         cJSON_AddNumberToObject(o, "epsilon", (double)L->epsilon);
+        cJSON_AddStringToObject(o, "feedback", bp_feedback_name(L->feedback));
+        cJSON_AddNumberToObject(o, "fb_decay", (double)L->fb_decay);
     }
     return layers;
 }

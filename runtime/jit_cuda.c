@@ -17,6 +17,7 @@ int bp_cuda_archs_ok(const char *s) {
         int n = !strncmp(s, "sm_", 3) ? 3 : !strncmp(s, "compute_", 8) ? 8 : 0, d = 0;
         if (!n) return 0;
         for (s += n; *s >= '0' && *s <= '9'; s++) d++;
+        if (*s == 'a' || *s == 'f') s++;
         if (d < 2 || d > 3 || (*s && *s != ',')) return 0;
         if (*s == ',' && !*++s) return 0;
     }
@@ -76,6 +77,31 @@ int bp_nvrtc_archs(int *archs, int max, bp_err *e) {
     memcpy(archs, a, sizeof *a * (size_t)(k > 0 ? k : 0));
     free(a);
     return k;
+}
+
+int bp_cuda_archs_supported(const char *s, bp_err *e) {
+    int archs[128];
+    int n = bp_nvrtc_archs(archs, 128, e);
+    if (n < 0) return -1;
+    while (*s) {
+        const char *w = s + (s[0] == 's' ? 3 : 8); /* past sm_ or compute_ */
+        int v = atoi(w), found = 0;
+        for (int i = 0; i < n; i++) found |= archs[i] == v;
+        if (!found) {
+            int major = 0, minor = 0, o;
+            bp_nvrtc.nvrtcVersion(&major, &minor);
+            o = snprintf(e->msg, sizeof e->msg, "%.*s: NVRTC %d.%d compiles for", (int)strcspn(s, ","),
+                         s, major, minor);
+            for (int i = 0; i < n && o > 0 && (size_t)o < sizeof e->msg - 16; i++)
+                o += snprintf(e->msg + o, sizeof e->msg - (size_t)o, "%s %d", i ? "," : "", archs[i]);
+            if (o > 0 && (size_t)o < sizeof e->msg - 64)
+                snprintf(e->msg + o, sizeof e->msg - (size_t)o, " (as compute_XY or sm_XY)");
+            return 0;
+        }
+        s += strcspn(s, ",");
+        if (*s) s++;
+    }
+    return 1;
 }
 
 int bp_nvrtc_compile(const char *source, const char *name, const char *arch, char **image,
@@ -185,6 +211,11 @@ int bp_nvrtc_compile(const char *source, const char *name, const char *arch, cha
 
 int bp_nvrtc_archs(int *archs, int max, bp_err *e) {
     (void)archs; (void)max;
+    return bp_fail(e, BP_CUDA_NOT_BUILT);
+}
+
+int bp_cuda_archs_supported(const char *s, bp_err *e) {
+    (void)s;
     return bp_fail(e, BP_CUDA_NOT_BUILT);
 }
 

@@ -31,9 +31,16 @@
 int bp_nvrtc_compile(const char *source, const char *name, const char *arch, char **image,
                      size_t *image_len, char **log, bp_err *e);
 
-/* 1 when every comma-separated word of s is sm_XY or compute_XY (2 or 3 digits), the
+/* 1 when every comma-separated word of s is sm_XY or compute_XY (2 or 3 digits), each
+ * optionally with the suffix a or f (sm_90a: the architecture-specific features), the
  * --arch of `bpc ptx` (one compute_XY) and `bpc build`; else 0. No NVRTC needed. */
 int bp_cuda_archs_ok(const char *s);
+
+/* For a list that bp_cuda_archs_ok accepts: 1 when the loaded NVRTC supports every
+ * architecture in it (nvrtcGetSupportedArchs); 0 when it does not, with e naming the
+ * first one it lacks and listing those it has ("compute_200: NVRTC 13.0 compiles for
+ * 75, 80, ..., 121"); -1 when NVRTC is unavailable, with e set. */
+int bp_cuda_archs_supported(const char *s, bp_err *e);
 
 /* The architectures NVRTC can compile for (as XY numbers: 75, 80, 90, ...), ascending,
  * into archs[0..max); returns how many, or -1 with e set. */

@@ -10,7 +10,9 @@
  * early-stopping state), which are printed with enough digits to read back exactly.
  */
 #include "train.h"
+#include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
@@ -22,6 +24,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "align.h"
+#include "dist.h"
 #include "checkpoint.h"
 #include "files.h"
 #include "jit_cuda.h"
@@ -209,6 +213,8 @@ typedef struct {
     float lr0;
     char dir[4000];         /* the run folder, or "" */
     int lock_fd;            /* the run folder's lock file, held while training; -1 */
+    int rank, ranks;        /* data parallelism (dist.h): this process's rank, of ranks */
+    FILE *quiet;            /* the /dev/null that a rank other than 0 logs to */
     bp_dataset ds;
     bp_split held;          /* the held-out validation images (unless val_test) */
     const bp_split *val;
@@ -231,6 +237,8 @@ typedef struct {
     int last_saved;         /* last.safetensors holds a good state: */
     int saved_epoch;        /* ... after this many epochs */
     long saved_step;        /* ... and this many steps of the next */
+    bp_align al;            /* the alignment metrics, when some feedback is not tied */
+    int aligned;
 } run;
 
 static const char *rule_name(bp_rule r) { return r == BP_RULE_EBP ? "ebp" : "brainprop"; }
@@ -275,6 +283,7 @@ static void fill_meta(run *r, bp_ckpt_meta *mt, const char *kind, int epoch, lon
     bp_ckpt_meta_set(mt, "source_file", "%s", r->ir->path);
     bp_ckpt_meta_set(mt, "source_sha256", "%s", r->sha);
     bp_ckpt_meta_set(mt, "rule", "%s", rule_name(r->o.rule));
+    bp_ckpt_meta_set(mt, "precision", "%s", bp_precision_name(r->ir->train.precision));
     bp_ckpt_meta_set(mt, "seed", "%llu", (unsigned long long)r->seed);
     bp_ckpt_meta_set(mt, "philox", "Philox4x32-10 keyed by the seed; counters (step, sample, "
                      "purpose) for dropout and exploration, (epoch, 0, shuffle) for the order");
@@ -408,6 +417,16 @@ static int adopt(run *r, const bp_st_file *f, bp_err *e) {
         return differs(dir, a, b, e);
     }
     r->o.rule = rule;
+    /* a checkpoint from before the precision setting was ieee */
+    bp_precision prec = BP_PREC_IEEE;
+    (void)bp_precision_parse(mget(f, "precision"), &prec);
+    if (r->o.has_precision && r->o.precision != prec) {
+        snprintf(a, sizeof a, "precision %s", bp_precision_name(prec));
+        snprintf(b, sizeof b, "--precision %s", bp_precision_name(r->o.precision));
+        return differs(dir, a, b, e);
+    }
+    r->o.has_precision = 1;
+    r->o.precision = prec;
     long limit = atol(mget(f, "limit")), test_limit = atol(mget(f, "test_limit"));
     if (r->o.limit > 0 && r->o.limit != limit) {
         snprintf(a, sizeof a, limit ? "--limit %ld" : "all training images", limit);
@@ -530,6 +549,13 @@ static int trim_metrics(const char *path, int upto, bp_err *e) {
     return rc;
 }
 
+/* Four zero statistics, for a bp_dist_step that only agrees on a signal. */
+static float *zero4(void) {
+    static float z[4];
+    memset(z, 0, sizeof z);
+    return z;
+}
+
 /* One process per run folder: RUN_DIR/lock is held with flock while the run trains, so
  * that a second `bpc train --resume` or `bpc repro` on the same folder stops instead of
  * interleaving its checkpoints with this one's. The kernel releases it when the process
@@ -553,6 +579,15 @@ static int lock_dir(run *r, int resuming, int *busy_out, bp_err *e) {
         return bp_fail(e, "%s: cannot lock: %s", path, strerror(errno)), 2;
     }
     r->lock_fd = fd;
+    /* With the lock held no other process writes here: a NAME.XXXXXX.tmp is what a
+     * killed run left of an atomic write (files.h) that never got its rename. */
+    DIR *d = opendir(r->dir);
+    for (struct dirent *de; d && (de = readdir(d));)
+        if (!fnmatch("*.??????.tmp", de->d_name, FNM_PERIOD)) {
+            path_in(r, path, sizeof path, de->d_name);
+            unlink(path);
+        }
+    if (d) closedir(d);
     return 0;
 }
 
@@ -675,6 +710,11 @@ static int setup_data(run *r, bp_err *e) {
     } else {
         long nv = v.mode == BP_VAL_COUNT ? (long)v.value : (long)floor(v.value * (double)avail + 0.5);
         if (nv < 1) nv = 1;
+        if (avail < 2) /* one image cannot be both trained on and held out */
+            return bp_fail(e, "%s: %ld training image%s%s: nothing is left to train on once "
+                              "validation images are held out; give --limit 2 or more, or "
+                              "--val test", r->ds.name, avail, avail == 1 ? "" : "s",
+                           r->o.limit > 0 ? " (--limit)" : ""), 1;
         if (bp_split_holdout(&r->ds, nv, &r->held, e)) return 1;
         r->val = &r->held;
         r->nval = nv;
@@ -692,6 +732,11 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     r->o = *o;
     r->log = o->log ? o->log : stdout;
     r->lock_fd = -1;
+    /* data parallelism: every rank trains, rank 0 alone speaks and writes the folder */
+    r->ranks = o->single ? 1 : bp_dist_size();
+    r->rank = r->ranks > 1 ? bp_dist_rank() : 0;
+    if (r->rank > 0 && !(r->log = r->quiet = fopen("/dev/null", "w")))
+        return bp_fail(e, "rank %d: cannot open /dev/null: %s", r->rank, strerror(errno)), 2;
     bp_stop_init(&r->stop);
     const char *dir = o->resume ? o->resume : o->out_dir;
     if (dir && strlen(dir) >= sizeof r->dir) return bp_fail(e, "the run folder path is too long"), 1;
@@ -699,7 +744,12 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     if (bp_sha256_file(ir->path, r->sha, e)) return 2;
     char last[4200] = "";
     int resuming = 0, rc = 0;
-    if (dir && (rc = lock_dir(r, o->resume != NULL, &res->busy, e))) return rc;
+    if (dir && r->rank == 0 && (rc = lock_dir(r, o->resume != NULL, &res->busy, e))) goto out;
+    /* the other ranks read the folder (a resume) only once rank 0 holds it */
+    if (r->ranks > 1 && !bp_dist_all(rc == 0)) {
+        if (!rc) rc = (bp_fail(e, "rank 0 could not take the run folder %s (its message says why)", r->dir), 1);
+        goto out;
+    }
     if (dir && !o->resume) { /* before anything slow: a run folder is not overwritten */
         char a[4200];
         path_in(r, a, sizeof a, "last.safetensors");
@@ -736,10 +786,20 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     r->epochs = r->o.epochs > 0 ? r->o.epochs : r->cfg->epochs;
     r->lr0 = r->o.lr > 0 ? r->o.lr : r->cfg->lr;
 
+    if (r->o.has_precision) ir->train.precision = r->o.precision;
     if ((rc = setup_data(r, e))) goto out;
-    r->p = bp_plan_build(ir, r->o.rule, 0);
+    if (r->ranks > 1) { /* each rank's share: at most ceil(batch / ranks) samples */
+        if (r->o.target != BP_TARGET_CPU) {
+            rc = (bp_fail(e, "data parallelism over %d ranks runs on the CPU target for now (the "
+                             "NCCL path is not built yet): give --target cpu", r->ranks), 1);
+            goto out;
+        }
+        r->p = bp_plan_build_flags(ir, r->o.rule, (ir->train.batch + r->ranks - 1) / r->ranks, BP_PLAN_DP);
+    } else {
+        r->p = bp_plan_build(ir, r->o.rule, 0);
+    }
     if (!r->p) { rc = (bp_fail(e, "out of memory building the plan"), 2); goto out; }
-    r->steps = (r->n + r->p->batch - 1) / r->p->batch;
+    r->steps = (r->n + r->p->global_batch - 1) / r->p->global_batch;
     long nfloat = bp_ckpt_floats(r->p);
     r->snap = malloc(sizeof *r->snap * (size_t)(nfloat ? nfloat : 1));
     r->best = malloc(sizeof *r->best * (size_t)(nfloat ? nfloat : 1));
@@ -748,11 +808,25 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     int mf_shared = 0; /* mf is r->log (--metrics names the log's own file) */
     struct sigaction old_int, old_term;
     int handlers = 0;
-    if (!r->snap || !r->best || !idx) { rc = (bp_fail(e, "out of memory"), 2); goto done; }
+    if (!r->snap || !r->best || !idx) {
+        char need[32], big[256];
+        bp_fail(e, "out of memory: the two copies of the weights kept for checkpoints and the "
+                   "best epoch need %s each (%s); a smaller layer needs less",
+                bp_bytes_str((double)nfloat * sizeof *r->snap, need, sizeof need),
+                bp_plan_largest(r->p, (int)sizeof *r->snap, big, sizeof big));
+        rc = 2;
+        goto done;
+    }
     if (bp_exec_open(&r->x, r->p, r->o.target, e)) { rc = 2; goto done; }
     r->opened = 1;
     if (bp_exec_init_params(&r->x, r->seed, e)) { rc = 2; goto done; }
+    if (bp_feedback_untied(ir)) {
+        if (bp_align_open(&r->al, r->p, r->o.target, e)) { rc = 2; goto done; }
+        r->aligned = 1;
+    }
     if (resuming && (rc = restore(r, last, e))) goto done;
+    if (r->rank > 0) r->dir[0] = 0; /* nothing of the folder is written but by rank 0 */
+    if (r->ranks > 1 && !bp_dist_all(1)) { rc = 2; goto done; }
     if (r->dir[0] && (rc = open_dir(r, resuming, e))) goto done;
     if (r->dir[0]) {
         char mpath[4200];
@@ -775,7 +849,7 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
             goto done;
         }
     }
-    if (o->metrics && (rc = open_metrics(o->metrics, r->log, &mf, &mf_shared, e))) goto done;
+    if (o->metrics && r->rank == 0 && (rc = open_metrics(o->metrics, r->log, &mf, &mf_shared, e))) goto done;
 
     g_signal = 0;
     catch_signal(SIGINT, &old_int);
@@ -785,8 +859,13 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     fprintf(r->log, "bpc: training %s (%s) on %s: %ld train / %ld test images, %s target, "
                     "rule %s, batch %d, seed %llu\n",
             ir->name, ir->path, r->ds.name, r->n, r->ntest,
-            r->o.target == BP_TARGET_CUDA ? "cuda" : "cpu", rule_name(r->o.rule), r->p->batch,
+            r->o.target == BP_TARGET_CUDA ? "cuda" : "cpu", rule_name(r->o.rule), r->p->global_batch,
             (unsigned long long)r->seed);
+    if (r->ranks > 1)
+        fprintf(r->log, "data parallel: %d ranks, each training at most %d of every batch of %d "
+                        "(MPI; rank 0 writes the run)\n", r->ranks, r->p->batch, r->p->global_batch);
+    if (ir->train.precision != BP_PREC_IEEE)
+        fprintf(r->log, "precision: GEMMs in %s (kernels in float32)\n", bp_precision_name(ir->train.precision));
     if (r->o.target == BP_TARGET_CUDA) fprintf(r->log, "cuda: %s\n", bp_cuda_describe(&r->x));
     if (r->val_test)
         fprintf(r->log, "validation: the test split (val test, the paper's protocol): the test "
@@ -810,21 +889,35 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     for (int ep = r->epoch; !rc && !stop && ep < r->epochs; ep++) {
         float lr = bp_lr_at(r->cfg, r->lr0, ep);
         if (r->step == 0) memset(r->stats, 0, sizeof r->stats);
-        if (bp_exec_put_f32(&r->x, r->p->stats, r->stats, 4, e)) { rc = 2; break; }
+        /* several ranks: the arena holds one step's statistics of the rank's own samples,
+         * summed over the ranks and added up here, in one order whatever the resumes */
+        const float zero[4] = {0};
+        if (bp_exec_put_f32(&r->x, r->p->stats, r->ranks > 1 ? zero : r->stats, 4, e)) { rc = 2; break; }
         bp_shuffle(idx, r->n, r->seed, (unsigned)ep);
         if (r->x.be->order(&r->x, idx, r->n, e)) { rc = 2; break; }
         double t0 = now(), t_base = r->epoch_seconds;
         long s0 = r->step;
+        long gb = r->p->global_batch;
         for (long s = r->step; s < r->steps; s++) {
-            if (g_signal) { sig = g_signal; break; }
-            int nb = (int)(r->n - s * r->p->batch < r->p->batch ? r->n - s * r->p->batch : r->p->batch);
-            bp_dyn d = {.lr = lr, .nb = nb, .step = (unsigned)(ep * r->steps + s), .seed = r->seed};
+            if (r->ranks == 1 && g_signal) { sig = g_signal; break; }
+            int nb = (int)(r->n - s * gb < gb ? r->n - s * gb : gb), b0 = 0, mine = nb;
+            if (r->ranks > 1) bp_dist_share(nb, r->rank, &b0, &mine);
+            bp_dyn d = {.lr = lr, .nb = mine, .step = (unsigned)(ep * r->steps + s), .seed = r->seed,
+                        .b0 = b0, .nb_all = nb};
             float st[4];
-            if (r->x.be->gather(&r->x, s * r->p->batch, nb, e) ||
+            if (r->x.be->gather(&r->x, s * gb + b0, mine, e) ||
                 bp_exec_run(&r->x, &r->p->train, &d, e) ||
-                bp_exec_get_f32(&r->x, r->p->stats, st, 4, e)) {
+                bp_exec_get_f32(&r->x, r->p->stats, st, 4, e) ||
+                (r->ranks > 1 && bp_exec_put_f32(&r->x, r->p->stats, zero, 4, e))) {
                 rc = 2;
                 break;
+            }
+            /* several ranks: the same statistics everywhere, and a signal to any rank
+             * stops all of them after this same step */
+            int dsig = 0;
+            if (r->ranks > 1) {
+                dsig = bp_dist_step(st, g_signal);
+                for (int k = 0; k < 4; k++) st[k] += r->stats[k];
             }
             if (!isfinite(st[BP_STAT_LOSS])) {
                 char kept[4600];
@@ -846,6 +939,9 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
                               done > 0 ? el / done * (double)(r->steps - s - 1) : 0);
                 last_print = t;
             }
+            /* after an epoch's last step the epoch ends first, and the check at its end
+             * stops the ranks at the boundary (as one process does) */
+            if (dsig && s + 1 < r->steps) { sig = dsig; break; }
         }
         r->epoch_seconds = t_base + (now() - t0);
         if (rc) break;
@@ -871,6 +967,7 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
         const float *st = r->stats;
         double seen = st[BP_STAT_SEEN] > 0 ? st[BP_STAT_SEEN] : 1;
         if (bp_ckpt_get(&r->x, r->snap, e) || weights_finite(r, r->snap, e)) { rc = 2; break; }
+        if (r->aligned && bp_align_measure(&r->al, &r->x, &r->ds.train, r->seed, e)) { rc = 2; break; }
         /* The order matters for a kill at any point. metrics.jsonl first: a resume from
          * the previous last.safetensors drops this line and writes it again. Then last,
          * then best: a kill between the two leaves a best that restore() rebuilds from
@@ -880,9 +977,11 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
             if (!m) continue;
             int w = fprintf(m, "{\"epoch\": %d, \"lr\": %.9g, \"train_loss\": %.9g, \"train_reward\": %.9g, "
                        "\"train_acc\": %.9g, \"val_acc\": %.9g, \"test_acc\": %.9g, "
-                       "\"best_epoch\": %d, \"seconds\": %.3f}\n",
+                       "\"best_epoch\": %d, \"seconds\": %.3f",
                     ep + 1, lr, st[BP_STAT_LOSS] / seen, st[BP_STAT_REWARD] / seen,
                     st[BP_STAT_CORRECT] / seen, val, test, r->stop.best_epoch, secs);
+            if (w >= 0 && r->aligned) w = fprintf(m, ", ") < 0 ? -1 : bp_align_json(m, &r->al, ir);
+            if (w >= 0) w = fprintf(m, "}\n");
             if (w < 0 || fflush(m))
                 rc = (bp_fail(e, "%s: cannot write the metrics: %s", k ? "metrics.jsonl in the run folder" : o->metrics,
                               strerror(errno)), 2);
@@ -901,6 +1000,16 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
                         "test-acc %.4f  %.1f s%s\n",
                 ep + 1, r->epochs, lr, st[BP_STAT_LOSS] / seen, st[BP_STAT_REWARD] / seen,
                 st[BP_STAT_CORRECT] / seen, val, test, secs, dec & BP_STOP_NEW_BEST ? "  *" : "");
+        if (r->aligned) { /* degrees from the exact feedback: update / matrix */
+            fprintf(r->log, "          feedback angles (layer: update/matrix):");
+            for (int k = 0; k < r->al.nrows; k++) {
+                const bp_align_row *a = &r->al.rows[k];
+                fprintf(r->log, " %d: ", a->layer);
+                fprintf(r->log, isfinite(a->update_angle) ? "%.1f" : "-", a->update_angle);
+                fprintf(r->log, isfinite(a->weight_angle) ? "/%.1f" : "/-", a->weight_angle);
+            }
+            fprintf(r->log, "\n");
+        }
         fflush(r->log);
         res->final_loss = st[BP_STAT_LOSS] / seen;
         if (dec & BP_STOP_STOP) {
@@ -909,7 +1018,10 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
             fprintf(r->log, "early stop after epoch %d: the validation accuracy has not improved by "
                             "%g for %d epochs\n", ep + 1, r->cfg->min_delta, r->cfg->patience);
         }
-        if (g_signal) { sig = g_signal; break; }
+        if (r->ranks > 1 ? (sig = bp_dist_step(zero4(), g_signal)) != 0 : g_signal != 0) {
+            if (!sig) sig = g_signal;
+            break;
+        }
     }
     if (!rc && sig) {
         char at[96];
@@ -917,7 +1029,10 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
         if (r->step > 0) snprintf(at, sizeof at, "at epoch %d, step %ld of %ld", r->epoch + 1, r->step, r->steps);
         else if (r->epoch > 0) snprintf(at, sizeof at, "after epoch %d", r->epoch);
         else snprintf(at, sizeof at, "before the first step");
-        if (r->dir[0])
+        if (r->rank > 0)
+            bp_fail(e, "interrupted by %s %s, with the other ranks; rank 0 saves the run",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM", at);
+        else if (r->dir[0])
             bp_fail(e, "interrupted by %s %s; saved %s/last.safetensors; continue with --resume %s",
                     sig == SIGINT ? "SIGINT" : "SIGTERM", at, r->dir, r->dir);
         else
@@ -962,6 +1077,7 @@ done:
     if (rmf) fclose(rmf);
     free(idx);
 out:
+    if (r->aligned) bp_align_close(&r->al);
     if (r->opened) bp_exec_close(&r->x);
     bp_plan_free(r->p);
     free(r->snap);
@@ -970,5 +1086,6 @@ out:
     bp_dataset_free(&r->ds);
     if (r->o.data_dir != o->data_dir) free((char *)r->o.data_dir);
     if (r->lock_fd >= 0) close(r->lock_fd);
+    if (r->quiet) fclose(r->quiet);
     return rc;
 }

@@ -37,6 +37,8 @@ typedef struct {
     bp_target target;
     bp_rule rule;          /* from the output layer unless overridden */
     int has_rule;          /* 1: rule was given on the command line */
+    bp_precision precision; /* of the GEMMs, when has_precision (else the train block's) */
+    int has_precision;
     int epochs;            /* > 0 overrides the train block */
     int has_seed;          /* 1: seed below overrides the train block */
     uint64_t seed;
@@ -52,6 +54,9 @@ typedef struct {
     int progress;          /* 1: a live progress line; 0: one line per epoch; -1: live
                               when `log` is a terminal */
     FILE *log;             /* where the per-epoch lines go (stdout) */
+    int single;            /* 1: train in this process alone even under mpirun (bpc repro
+                              hands whole runs to ranks); 0: with several ranks
+                              (runtime/dist.h), data-parallel over all of them */
 } bp_train_opts;
 
 /* Summary of a finished run. */

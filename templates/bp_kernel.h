@@ -27,6 +27,11 @@ typedef struct {
     int fix_actions;          /* 1: BrainProp takes the actions already in I (tests,
                                  oracles); 0: it chooses them (max-Boltzmann) */
     unsigned long long seed;  /* Philox key */
+    /* Data parallelism (plans built with BP_PLAN_DP, one process per rank): this
+     * rank's samples are b0 .. b0 + nb - 1 of a global batch of nb_all. Unused, and
+     * left 0, otherwise. */
+    int b0;
+    int nb_all;
 } bp_dyn;
 
 #endif

@@ -88,6 +88,8 @@ done
 
 echo "== CUDA: every model through NVRTC to PTX, then ptxas for sm_90"
 run "cuda compile" env BPC="$BPC" OUT="$TMP/cuda" sh tests/cuda_compile.sh
+run "cuda compile, feedback pathways" env BPC="$BPC" OUT="$TMP/cuda-fb" \
+    MODELS="$(ls docs/results/feedback/*.bp) tests/golden/ok_feedback.bp" sh tests/cuda_compile.sh
 
 echo "== PyTorch oracle: one training step against torch"
 for t in tests/oracle/test_*.sh; do
@@ -110,6 +112,12 @@ for f in idx cifar jpeg_cache; do
     cp tests/fuzz/seeds/$f/* "$TMP/corpus-$f/"
     run "fuzz $f" "$BUILD/fuzz_$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 "$TMP/corpus-$f"
 done
+
+echo "== reliability: SIGKILL + resume (make torture: 50 kills), unit tests under valgrind"
+run "torture: 10 SIGKILLs, resumed = uninterrupted" /usr/bin/python3 tests/torture.py --bpc "$BPC" --kills 10 --epochs 10
+# the quick programs here; `make valgrind` runs every one (those that train take long)
+run "valgrind: the front end, data readers, Philox, protocol, UTF-8" env BUILD="$BUILD" \
+    TESTS="test_frontend test_data test_datasets test_philox test_protocol test_utf8" sh tests/valgrind.sh
 
 echo "== end to end: mnist_conv, 1 epoch on the real MNIST (CPU target)"
 run "train mnist_conv 1 epoch" sh tests/e2e_mnist.sh "$BPC" "$DATA"

@@ -68,4 +68,15 @@ elif [ "$rc" -eq 2 ] && grep -q "this PyTorch sees no GPU" "$T/err"; then
 else
     echo "FAIL torch_step.py --device cuda: status $rc"; sed 's/^/  /' "$T/err" | tail -n 20; fails=$((fails + 1))
 fi
+# the MPI scaling ratio: one round, JSON with the summary (no timing threshold)
+if command -v mpirun > /dev/null 2>&1; then
+    if /usr/bin/python3 bench/mpi_scaling.py --bpc "$BUILD/bpc" --rounds 1 --out "$T/mpi.json" > "$T/mpi.log" 2>&1 &&
+        /usr/bin/python3 -c "import json, sys; s = json.load(open(sys.argv[1]))['summary']; assert s['one_over_two_ranks'] > 0" "$T/mpi.json"; then
+        echo "ok   bench/mpi_scaling.py: $(tail -n 1 "$T/mpi.log" | cut -c1-100)"
+    else
+        echo "FAIL bench/mpi_scaling.py"; sed 's/^/  /' "$T/mpi.log" | tail -n 20; fails=$((fails + 1))
+    fi
+else
+    echo "skip bench/mpi_scaling.py: no mpirun (install openmpi-bin)"
+fi
 [ "$fails" -eq 0 ]

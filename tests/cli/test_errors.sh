@@ -172,4 +172,13 @@ expect "CC that succeeds without an object" 2 "exited successfully but wrote no 
     env CC=true XDG_CACHE_HOME="$T/cache4" "$SANBPC" train models/mnist_dense.bp --data "$DATA" \
     --epochs 1 --limit 256
 
+# out of memory names what needed how much: a 1,048,576-unit dense layer under a 4 GiB
+# address-space limit (the plain bpc: the sanitizers reserve far more than that)
+printf 'model big {\n  input 28 x 28 x 1;\n  dense 1048576 relu;\n  output 10 brainprop;\n}\n' > "$T/big.bp"
+expect "out of memory, with the layer and bytes" 2 \
+    "the largest is L1.weight of layer 1 (dense 1048576, line 3): 822,083,584 values, 3.1 GiB" \
+    sh -c 'ulimit -v 4000000 && exec "$0" train "$1" --data synthetic --epochs 1' "$BPC" "$T/big.bp"
+expect "--limit 1: nothing left to train on" 1 "1 training image (--limit): nothing is left to train on" \
+    "$BPC" train models/mnist_dense.bp --data "$DATA" --epochs 1 --limit 1
+
 [ "$fails" -eq 0 ]

@@ -100,7 +100,7 @@ expect "a folder without metrics.jsonl" 1 "$T/nometrics has no metrics.jsonl" "$
 expect "empty metrics.jsonl" 1 "$T/empty/metrics.jsonl is empty: the run has not finished an epoch yet" "$BPC" plot "$T/empty" -o "$T/x.svg"
 expect "malformed metrics.jsonl" 2 "$T/broken/metrics.jsonl:2: not a JSON object" "$BPC" plot "$T/broken" -o "$T/x.svg"
 expect "garbage metrics.jsonl" 2 "$T/garbage/metrics.jsonl:1: not a JSON object" "$BPC" plot "$T/garbage" -o "$T/x.svg"
-expect "unknown --metric" 1 "--metric is test_acc, val_acc, train_acc, train_loss or train_reward, not 'acc'" \
+expect "unknown --metric" 1 "--metric is test_acc, val_acc, train_acc, train_loss, train_reward or align, not 'acc'" \
     "$BPC" plot "$T/ebp" --metric acc -o "$T/x.svg"
 expect "output neither .svg nor .png" 1 "-o $T/x.pdf: the chart is written as .svg or .png" "$BPC" plot "$T/ebp" -o "$T/x.pdf"
 expect "no run folder given" 1 "plot takes at least one RUN_DIR" "$BPC" plot -o "$T/x.svg"

@@ -12,13 +12,19 @@
 #     apart (RESULT lines; no pass or fail: a near-tie in Q flips an action and the
 #     runs part). In both, the CUDA steps run as captured graphs and again one
 #     operation at a time (BPC_CUDA_GRAPH=0), which must give the same numbers
-#     (GRAPH lines).
+#     (GRAPH lines). Then the precision modes (PRECISION_MODELS, each in tf32 and
+#     3xtf32: `precision` written into a copy of the model): the GPU's step against the
+#     CPU target's same mode, which rounds the GEMM operands as the GPU does, with the
+#     double-precision step (exact, every mode) as the yardstick.
 #  2. Each model compiled for the GPU's own architecture (bpc ptx --arch sm_XY).
 #  3. The CUDA step of the MNIST nets and cifar10_deep against the same model and rule
 #     in eager PyTorch on the GPU (bench/run.py --target cuda: interleaved, ratios;
-#     results in $OUT/bench_cuda.json).
+#     results in $OUT/bench_cuda.json); cifar10_deep and mnist_conv again in tf32 (PyTorch
+#     with TF32 on, its cuDNN default) and 3xtf32 ($OUT/bench_cuda_tf32.json,
+#     $OUT/bench_cuda_3xtf32.json).
 #  4. One real epoch of cifar10_deep, mnist_loccon and mnist_conv on synthetic data of
-#     their shape with `bpc train --target cuda` (seconds per epoch).
+#     their shape with `bpc train --target cuda` (seconds per epoch), and of
+#     cifar10_deep with --precision tf32.
 #  5. A GPU profile of the training step of mnist_conv, mnist_loccon and cifar10_deep
 #     (BPC_PROFILE: CUDA events around each operation).
 # Stops at once when the first model cannot run on the GPU at all (exit 2 from
@@ -41,7 +47,10 @@ PYTHON=${PYTHON:-python3}
 OUT=${OUT:-/tmp}
 LOGS=${LOGS:-/tmp}
 MODELS=${MODELS:-"mnist_dense:brainprop mnist_dense:ebp mnist_conv:brainprop mnist_conv:ebp
-    mnist_loccon:brainprop cifar10_conv:brainprop cifar10_deep:brainprop cifar10_deep:ebp"}
+    mnist_loccon:brainprop cifar10_conv:brainprop cifar10_deep:brainprop cifar10_deep:ebp
+    docs/results/feedback/mnist_conv_kolen_pollack.bp:brainprop docs/results/feedback/mnist_conv_sign.bp:ebp
+    docs/results/feedback/mnist_dense_direct.bp:brainprop"}
+PRECISION_MODELS=${PRECISION_MODELS:-"mnist_conv:brainprop cifar10_deep:brainprop cifar10_deep:ebp"}
 cd "$(dirname "$0")/../.."
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || { echo "no GPU here"; exit 2; }
 if [ ! -x "$BUILD/gpu_compare" ] || [ ! -x "$BUILD/bench_step" ]; then
@@ -56,10 +65,11 @@ fail=0
 first=1
 # compare MODEL RULE MODE STEPS: one gpu_compare run; MODE is --sync or free
 compare() {
-    log="$LOGS/gpu_$1_$2_${3#--}.log"
+    bp=models/$1.bp; [ -f "$1" ] && bp=$1   # a repository model's name, or a .bp file
+    log="$LOGS/gpu_$(basename "$1" .bp)_$2_${3#--}.log"
     t0=$(date +%s)
     sync=; [ "$3" = --sync ] && sync=--sync
-    timeout 150 "$BUILD/gpu_compare" "models/$1.bp" "$2" "$4" $sync > "$log" 2>&1
+    timeout 150 "$BUILD/gpu_compare" "$bp" "$2" "$4" $sync > "$log" 2>&1
     rc=$?
     echo "-- $1 $2 $3: $(($(date +%s) - t0)) s"
     grep -E '^RESULT|^GRAPH|^SYNC|error|warning|unavailable' "$log" || tail -n 5 "$log"
@@ -78,6 +88,15 @@ want 1 && for spec in $MODELS; do
     *) compare "$m" "$r" --sync "$STEPS"; [ "${FREE:-1}" = 0 ] || compare "$m" "$r" free "$FREE_STEPS" ;;
     esac
 done
+want 1 && mkdir -p "$LOGS/precision" && for spec in $PRECISION_MODELS; do
+    m=${spec%%:*}; r=${spec#*:}
+    for p in tf32 3xtf32; do
+        v="$LOGS/precision/${m}_$p.bp"
+        sed "s/^train {/train {\n  precision $p;/" "models/$m.bp" > "$v"
+        case $m in *deep*) n=$DEEP_STEPS ;; *) n=$STEPS ;; esac
+        compare "$v" "$r" --sync "$n"
+    done
+done
 arch="sm_$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)"
 want 2 && for m in models/*.bp; do
     "$BUILD/bpc" ptx "$m" -o /tmp/gpu_check.ptx --arch "$arch" \
@@ -87,6 +106,10 @@ if ! want 3; then :
 elif "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     timeout 240 "$PYTHON" bench/run.py --bench-step "$BUILD/bench_step" --python "$PYTHON" --target cuda \
         --models mnist_dense,mnist_conv,mnist_loccon,cifar10_deep --out "$OUT/bench_cuda.json" || fail=1
+    for p in tf32 3xtf32; do
+        timeout 150 "$PYTHON" bench/run.py --bench-step "$BUILD/bench_step" --python "$PYTHON" --target cuda \
+            --precision $p --models mnist_conv,cifar10_deep --out "$OUT/bench_cuda_$p.json" || fail=1
+    done
 else
     echo "FAIL $PYTHON has no torch with CUDA here: no PyTorch timings"; fail=1
 fi
@@ -95,6 +118,9 @@ want 4 && for m in cifar10_deep mnist_loccon mnist_conv; do
         --test-limit 1000 --no-progress > "$LOGS/gpu_epoch_$m.log" 2>&1 || fail=1
     grep -E '^epoch|^cuda|error' "$LOGS/gpu_epoch_$m.log" | sed "s|^|$m: |"
 done
+want 4 && { timeout 90 "$BUILD/bpc" train models/cifar10_deep.bp --data synthetic --target cuda --epochs 1 \
+        --test-limit 1000 --no-progress --precision tf32 > "$LOGS/gpu_epoch_tf32.log" 2>&1 || fail=1
+    grep -E '^epoch|^precision|error' "$LOGS/gpu_epoch_tf32.log" | sed "s|^|cifar10_deep tf32: |"; }
 want 5 && for m in mnist_conv mnist_loccon cifar10_deep; do
     BPC_PROFILE=1 timeout 60 "$BUILD/bench_step" "models/$m.bp" brainprop --target cuda --steps 30 \
         --warmup 3 --no-cold 2> "$LOGS/gpu_profile_$m.log" > /dev/null || fail=1

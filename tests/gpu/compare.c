@@ -44,17 +44,9 @@
 #include "exec.h"
 #include "frontend.h"
 #include "jit_cuda.h"
-#include "philox.h"
 #include "plan.h"
+#include "sync_check.h"
 #include "tune.h"
-
-/* --sync: the GPU's error against the double step may be this many times the CPU's
- * error or the float noise, whichever is larger (a one-ulp nudge of the state is the
- * least that rounding does; another order of summation in every sum does more, and a
- * ReLU or max-pool near a tie may take the other branch), */
-#define SYNC_FACTOR 10.0
-/* plus this (relative to the tensor's largest value: a few float ulps). */
-#define SYNC_FLOOR 1e-5
 
 static double now(void) {
     struct timespec t;
@@ -65,29 +57,6 @@ static double now(void) {
 static void die(const char *what, const bp_err *e) {
     fprintf(stderr, "gpu_compare: %s%s%s\n", what, e ? ": " : "", e ? e->msg : "");
     exit(2);
-}
-
-static float *get_all(bp_exec *x, const bp_tensor *t) {
-    bp_err e;
-    float *v = malloc(sizeof *v * (size_t)t->size);
-    if (!v || bp_exec_get_f32(x, t->off, v, t->size, &e)) die("reading a tensor", NULL);
-    return v;
-}
-
-/* *worst = x when x is larger, or NaN; a NaN sticks (NaN > x is false) */
-static void keep_worst(double *worst, double x) {
-    if (isnan(x) || x > *worst) *worst = x;
-}
-
-/* max |got - ref| / (1e-6 + max |ref|) over n values */
-static double max_rel(const float *got, const float *ref, long n) {
-    double md = 0, mr = 0;
-    for (long j = 0; j < n; j++) {
-        double dj = fabs(got[j] - ref[j]);
-        keep_worst(&md, dj);
-        if (fabs(ref[j]) > mr) mr = fabs(ref[j]);
-    }
-    return md / (1e-6 + mr);
 }
 
 int main(int argc, char **argv) {
@@ -135,19 +104,11 @@ int main(int argc, char **argv) {
     double sync_loss = 0, sync_w = 0; /* --sync: the worst step without a flipped action */
     long flips = 0, flipped_steps = 0;
     for (int s = 0; s <= steps; s++) {
-        if (sync) /* every step, the first too: `moved` has no state of its own */
-            for (int i = 0; i < nt; i++) {
-                const bp_tensor *t = &p->tensors[i];
-                float *v = get_all(&cpu, t);
-                if (bp_exec_put_f32(&gpu, t->off, v, t->size, &e) || bp_exec_put_f32(&eager, t->off, v, t->size, &e) ||
-                    bp_exec_put_f32(&ref, t->off, v, t->size, &e))
-                    die("copying the CPU's state", &e);
-                for (long j = 0; j < t->size; j++) /* one ulp, up or down */
-                    v[j] = nextafterf(v[j], bp_rand_u32(seed, (unsigned)s, (unsigned)i, 97u, (unsigned)j) & 1
-                                                ? INFINITY : -INFINITY);
-                if (bp_exec_put_f32(&moved, t->off, v, t->size, &e)) die("copying the CPU's state", &e);
-                free(v);
-            }
+        if (sync) { /* every step, the first too: `moved` has no state of its own */
+            bp_exec *to[] = {&gpu, &eager, &ref};
+            const bp_plan *tp[] = {p, p, p};
+            if (sync_state(p, &cpu, to, tp, 3, &moved, seed, s, &e)) die("copying the CPU's state", &e);
+        }
         for (long i = 0; i < xb; i++) xs[i] = (unsigned char)bp_rand_u32(seed, (unsigned)s, 0, 99u, (unsigned)i);
         for (int b = 0; b < nb; b++) labels[b] = (int)(bp_rand_u32(seed, (unsigned)s, (unsigned)b, 98u, 0) % (unsigned)p->classes);
         float zero[BP_NSTATS] = {0}, lc[BP_NSTATS], lg[BP_NSTATS], le[BP_NSTATS], lr[BP_NSTATS], lm[BP_NSTATS];
@@ -174,18 +135,18 @@ int main(int argc, char **argv) {
         flips += step_flips;
         flipped_steps += step_flips > 0;
         double rel = fabs(lg[BP_STAT_LOSS] - lc[BP_STAT_LOSS]) / (1e-6 + fabs(lc[BP_STAT_LOSS]));
-        keep_worst(&worst_loss, rel);
+        sync_keep_worst(&worst_loss, rel);
         if (sync && !step_flips) {
-            keep_worst(&sync_loss, rel);
+            sync_keep_worst(&sync_loss, rel);
             for (int i = 0; i < nt; i++) {
                 const bp_tensor *t = &p->tensors[i];
-                float *a = get_all(&cpu, t), *b = get_all(&gpu, t), *r = get_all(&ref, t), *m = get_all(&moved, t);
-                double w = max_rel(b, a, t->size), eg = max_rel(b, r, t->size), ec = max_rel(a, r, t->size),
-                       en = max_rel(m, a, t->size);
-                keep_worst(&sync_w, w);
-                keep_worst(&egpu[i], eg);
-                keep_worst(&ecpu[i], ec);
-                keep_worst(&noise[i], en);
+                float *a = sync_get(&cpu, t), *b = sync_get(&gpu, t), *r = sync_get(&ref, t), *m = sync_get(&moved, t);
+                double w = sync_max_rel(b, a, t->size), eg = sync_max_rel(b, r, t->size), ec = sync_max_rel(a, r, t->size),
+                       en = sync_max_rel(m, a, t->size);
+                sync_keep_worst(&sync_w, w);
+                sync_keep_worst(&egpu[i], eg);
+                sync_keep_worst(&ecpu[i], ec);
+                sync_keep_worst(&noise[i], en);
                 free(a);
                 free(b);
                 free(r);
@@ -193,16 +154,16 @@ int main(int argc, char **argv) {
             }
         }
         double grel = fabs(lg[BP_STAT_LOSS] - le[BP_STAT_LOSS]) / (1e-6 + fabs(le[BP_STAT_LOSS]));
-        keep_worst(&graph_loss, grel);
+        sync_keep_worst(&graph_loss, grel);
         printf("step %3d  loss cpu %.7g  gpu %.7g  rel %.2e\n", s, lc[BP_STAT_LOSS] / nb, lg[BP_STAT_LOSS] / nb, rel);
     }
     double worst_w = 0, graph_w = 0;
     for (int i = 0; i < p->ntensors; i++) {
         const bp_tensor *t = &p->tensors[i];
-        float *a = get_all(&cpu, t), *b = get_all(&gpu, t), *c = get_all(&eager, t);
-        double rel = max_rel(b, a, t->size), grel = max_rel(b, c, t->size);
-        keep_worst(&worst_w, rel);
-        keep_worst(&graph_w, grel);
+        float *a = sync_get(&cpu, t), *b = sync_get(&gpu, t), *c = sync_get(&eager, t);
+        double rel = sync_max_rel(b, a, t->size), grel = sync_max_rel(b, c, t->size);
+        sync_keep_worst(&worst_w, rel);
+        sync_keep_worst(&graph_w, grel);
         printf("tensor %-22s max rel diff %.2e (graph against one by one: %.2e)\n", t->name, rel, grel);
         free(a);
         free(b);

@@ -23,6 +23,15 @@ paper, Keras conventions, docs/DESIGN), not from bpc's kernels:
   loss     BrainProp: (1/nb) sum_b 1/2 (r_b - Q[b, a_b])^2, r = [a == label], actions a
            fixed (no gradient through the choice); EBP: mean cross-entropy of softmax(Q)
   update   plain SGD, W <- W - lr * dL/dW (+ 2 * l2 * W when l2 > 0)
+  feedback how the feedback crosses a weight layer (model.json "feedback"), from the
+           papers, not from bpc: tied (autograd's W^T); random: the fixed matrix
+           "Lk.feedback" in its place; sign: mean|W| * sign(W); kolen_pollack: B in
+           W's place, and B takes W's own update, both with the decay (W, B <-
+           W, B - lr (dL/dW + (2 l2 + decay) (W, B))); direct: every weight layer's
+           input is cut from the graph and the top of each block (the weight layer
+           and the layers up to the next one) gets dL/dQ @ "Lk.feedback" as its
+           gradient. Written as y = f(x.detach(), W) + f(x, M) - f(x, M).detach(): the
+           value of f(x, W), the gradient of x through M, W's gradient exact.
 
 Checks, each printed as one line, exit status 1 on any failure:
   value    |bpc - torch|_inf <= 1e-5 * max(|torch|_inf, 1e-30) for each updated
@@ -110,10 +119,40 @@ class Twin:
         self.p = {}
         for name, arr in before.items():
             t = torch.tensor(arr, dtype=torch.float64)
-            trainable = not (name.endswith(".moving_mean") or name.endswith(".moving_variance"))
+            trainable = not name.endswith((".moving_mean", ".moving_variance", ".feedback"))
             self.p[name] = t.requires_grad_(trainable)
         self.new_state = {}   # moving statistics after the step
         self.acts = {}        # "Lk.act" -> NHWC activations
+        self.direct = self.layers[-1]["feedback"] == "direct"
+        self.tops = {}        # direct: block top index -> the weight layer that owns B
+        self.first = next(L["index"] for L in self.layers
+                          if L["kind"] in ("dense", "output", "conv", "loccon", "batchnorm"))
+
+    def crossing(self, L):
+        """The matrix that layer L's feedback crosses, or None for W itself (tied)."""
+        mode, i = L["feedback"], L["index"]
+        if i == self.first:   # no feedback goes below the first trainable layer
+            return None
+        if mode in ("random", "kolen_pollack"):
+            return self.p[f"L{i}.feedback"]
+        if mode == "sign":
+            W = self.p[f"L{i}.weight"].detach()
+            return W.abs().mean() * torch.sign(W)
+        return None
+
+    @staticmethod
+    def linear(L, h, W, nb):
+        """The linear map of a dense, output, conv or loccon layer, before any ReLU."""
+        kind = L["kind"]
+        if kind in ("dense", "output"):
+            return h.reshape(nb, -1) @ W.T
+        xc = pad_nchw(h.permute(0, 3, 1, 2), L)
+        if kind == "conv":
+            return F.conv2d(xc, W.permute(0, 3, 1, 2), stride=L["stride"]).permute(0, 2, 3, 1)
+        k, ho, wo, f = L["ksize"], L["out"][0], L["out"][1], L["out"][2]   # loccon [P, F, K, K, Cin]
+        cols = F.unfold(xc, k, stride=L["stride"])   # [nb, Cin*K*K (c,kh,kw), P]
+        Wr = W.permute(0, 1, 4, 2, 3).reshape(ho * wo, f, -1)
+        return torch.einsum("njp,pfj->npf", cols, Wr).reshape(nb, ho, wo, f)
 
     def forward(self, x_u8, masks):
         nb = x_u8.shape[0]
@@ -122,31 +161,22 @@ class Twin:
         q = None
         for L in self.layers[1:]:
             i, kind = L["index"], L["kind"]
-            if kind in ("dense", "output"):
+            if kind in ("dense", "output", "conv", "loccon"):
                 W = self.p[f"L{i}.weight"]
-                h = h.reshape(nb, -1) @ W.T
+                if self.direct:
+                    h = h.detach()
+                    self.block = i
+                M = None if self.direct else self.crossing(L)
+                if M is None:
+                    y = self.linear(L, h, W, nb)
+                else:
+                    ym = self.linear(L, h, M, nb)
+                    y = self.linear(L, h.detach(), W, nb) + (ym - ym.detach())
                 if kind == "output":
-                    q = h
-                elif L["relu"]:
-                    h = torch.relu(h)
-                h = h.reshape(nb, *L["out"])
-            elif kind == "conv":
-                W = self.p[f"L{i}.weight"]
-                xc = pad_nchw(h.permute(0, 3, 1, 2), L)
-                y = F.conv2d(xc, W.permute(0, 3, 1, 2), stride=L["stride"])
-                if L["relu"]:
-                    y = torch.relu(y)
-                h = y.permute(0, 2, 3, 1)
-            elif kind == "loccon":
-                W = self.p[f"L{i}.weight"]          # [P, F, K, K, Cin]
-                k, ho, wo, f = L["ksize"], L["out"][0], L["out"][1], L["out"][2]
-                xc = pad_nchw(h.permute(0, 3, 1, 2), L)
-                cols = F.unfold(xc, k, stride=L["stride"])   # [nb, Cin*K*K (c,kh,kw), P]
-                Wr = W.permute(0, 1, 4, 2, 3).reshape(ho * wo, f, -1)
-                y = torch.einsum("njp,pfj->npf", cols, Wr)
-                if L["relu"]:
-                    y = torch.relu(y)
-                h = y.reshape(nb, ho, wo, f)
+                    q = y
+                    h = y.reshape(nb, *L["out"])
+                else:
+                    h = (torch.relu(y) if L["relu"] else y).reshape(nb, *L["out"])
             elif kind == "maxpool":
                 xc = pad_nchw(h.permute(0, 3, 1, 2), L, value=float("-inf"))
                 h = F.max_pool2d(xc, L["ksize"], stride=L["stride"]).permute(0, 2, 3, 1)
@@ -164,7 +194,23 @@ class Twin:
             else:
                 raise NotImplementedError(f"layer kind {kind}")
             self.acts[f"L{i}.act"] = h
+            nxt = self.layers[i + 1]["kind"] if i + 1 < len(self.layers) else "output"
+            if self.direct and kind != "output" and nxt in ("dense", "output", "conv", "loccon"):
+                self.tops[i] = self.block
         return q
+
+    def objective(self, q, loss):
+        """What autograd differentiates: the loss, plus (direct) sum(h_top * e B) for
+        every block top, e = dL/dQ held fixed, so that the top's gradient is e B."""
+        if not self.direct:
+            return loss
+        e = torch.autograd.grad(loss, q, retain_graph=True)[0].detach()
+        extra = 0.0
+        for top, owner in self.tops.items():
+            B = self.p[f"L{owner}.feedback"]
+            h = self.acts[f"L{top}.act"]
+            extra = extra + (h * (e @ B.reshape(B.shape[0], -1)).reshape(h.shape)).sum()
+        return loss + extra
 
     def loss(self, q, labels, actions):
         nb = q.shape[0]
@@ -247,13 +293,22 @@ def main(argv):
     twin = Twin(model, before)
     q = twin.forward(batch["x"], masks)
     loss = twin.loss(q, batch["labels"], acts)
-    if l2 > 0:
-        loss_total = loss + l2 * sum((twin.p[n] ** 2).sum() for n in twin.p if n.endswith(".weight"))
-    else:
-        loss_total = loss
     trainable = [n for n, t in twin.p.items() if t.requires_grad]
-    grads = torch.autograd.grad(loss_total, [twin.p[n] for n in trainable])
-    new = {n: (twin.p[n] - lr * g).detach() for n, g in zip(trainable, grads)}
+    grads = torch.autograd.grad(twin.objective(q, loss), [twin.p[n] for n in trainable])
+    new = {}
+    kp = {f"L{L['index']}": float(L["fb_decay"]) for L in model["layers"]
+          if L["feedback"] == "kolen_pollack"}
+    for n, g in zip(trainable, grads):
+        w = twin.p[n].detach()
+        layer = n.split(".")[0]
+        shrink = 2 * l2 + kp.get(layer, 0.0) if n.endswith(".weight") else 0.0
+        new[n] = w - lr * (g + shrink * w)
+        if n.endswith(".weight") and f"{layer}.feedback" in twin.p and layer in kp:
+            B = twin.p[f"{layer}.feedback"].detach()   # kolen_pollack: W's own update
+            new[f"{layer}.feedback"] = B - lr * (g + shrink * B)
+    for n, t in twin.p.items():       # fixed feedback matrices stay as they were
+        if n.endswith(".feedback") and n not in new:
+            new[n] = t.detach()
     new.update(twin.new_state)
 
     # the step's results: every tensor of the plan
@@ -283,7 +338,7 @@ def main(argv):
     for h in q2.acts.values():
         if h.requires_grad:
             h.retain_grad()
-    q2.loss(qq, batch["labels"], acts).backward()
+    q2.objective(qq, q2.loss(qq, batch["labels"], acts)).backward()
     relu = {f"L{L['index']}" for L in model["layers"] if L["relu"]}
     for n in fb_names:
         h = q2.acts.get(n[:-3] + ".act")

@@ -679,6 +679,59 @@ static const diag_case CASES[] = {
       "                   ^\n"
       "hint: every layer and setting ends with ';'\n" },
 
+    { "missing_semi_before_output", 1,
+      "model m {\n"
+      "  input 28 x 28 x 1;\n"
+      "  dense 10\n"
+      "  output 10 brainprop;\n"
+      "}\n",
+      "t.bp:3:11: error: expected ';' before 'output'\n"
+      "  dense 10\n"
+      "          ^\n"
+      "hint: every layer and setting ends with ';'\n" },
+
+    { "byte_order_mark", 0,
+      "\xef\xbb\xbfmodel m {\n"
+      "  input 28 x 28 x 1;\n"
+      "  output 10 brainprop;\n"
+      "}\n",
+      "" },
+
+    { "zero_width_space", 1,
+      "model m {\n"
+      "  input 28 x 28 x 1;\xe2\x80\x8b\n"
+      "  output 10 brainprop;\n"
+      "}\n",
+      "t.bp:2:21: error: unexpected invisible character U+200B\n"
+      "  input 28 x 28 x 1;\xe2\x80\x8b\n"
+      "                    ^\n"
+      "hint: it shows as nothing or as a space; text pasted from a web page or a word "
+      "processor brings such characters: delete it\n" },
+
+    { "byte_order_mark_inside", 1,
+      "model m {\n"
+      "  input 28 x 28 x 1;\n"
+      "  \xef\xbb\xbfoutput 10 brainprop;\n"
+      "}\n",
+      "t.bp:3:3: error: unexpected invisible character U+FEFF\n"
+      "  \xef\xbb\xbfoutput 10 brainprop;\n"
+      "  ^\n"
+      "hint: it shows as nothing or as a space; text pasted from a web page or a word "
+      "processor brings such characters: delete it\n" },
+
+    { "precision_dims", 1,
+      "model m {\n"
+      "  input 28 x 28 x 1;\n"
+      "  output 10 brainprop;\n"
+      "}\n"
+      "train {\n"
+      "  precision 3 x 3;\n"
+      "}\n",
+      "t.bp:6:13: error: precision is ieee, tf32 or 3xtf32, not dimensions\n"
+      "  precision 3 x 3;\n"
+      "            ^~~~~\n"
+      "hint: usage: precision ieee|tf32|3xtf32\n" },
+
     { "missing_semi_brace", 1,
       "model m {\n"
       "  input 28 x 28 x 1;\n"
@@ -737,7 +790,8 @@ static const diag_case CASES[] = {
       "t.bp:3:3: error: conv is missing 'size'\n"
       "  conv 8 stride 2;\n"
       "  ^~~~\n"
-      "hint: usage: conv F size K [stride S] [pad same|valid] [relu]\n" },
+      "hint: usage: conv F size K [stride S] [pad same|valid] [relu] "
+      "[feedback tied|random|sign|kolen_pollack [decay D]]\n" },
 
     { "output_no_rule", 1,
       "model m {\n"
@@ -747,7 +801,8 @@ static const diag_case CASES[] = {
       "t.bp:3:3: error: output needs a learning rule: 'brainprop' or 'softmax'\n"
       "  output 10;\n"
       "  ^~~~~~\n"
-      "hint: usage: output N brainprop [epsilon E] | output N softmax\n" },
+      "hint: usage: output N (brainprop [epsilon E] | softmax) "
+      "[feedback tied|random|sign|kolen_pollack|direct [decay D]]\n" },
 
     { "output_two_rules", 1,
       "model m {\n"
@@ -848,7 +903,7 @@ static const diag_case CASES[] = {
       "t.bp:3:13: error: unexpected number '300' in dense\n"
       "  dense 500 300;\n"
       "            ^~~\n"
-      "hint: usage: dense N [relu]\n" },
+      "hint: usage: dense N [relu] [feedback tied|random|sign|kolen_pollack [decay D]]\n" },
 
     { "option_needs_value", 1,
       "model m {\n"
@@ -1247,7 +1302,8 @@ static void test_report(void **state) {
         "  8  output 10 brainprop eps 0.02   1x1x10                 5,000           5,000\n"
         "     total                                             3,150,632       5,173,128\n"
         "train: data mnist, batch 128, sgd lr 0.1, lr x0.5 every 100 epochs, epochs 500\n"
-        "       early stop patience 45 min_delta 0.001, init normal(0, 0.005), l2 0, seed 1\n");
+        "       early stop patience 45 min_delta 0.001, init normal(0, 0.005), l2 0, seed 1, "
+        "precision ieee\n");
     free(buf);
     done(&r);
 

@@ -1,0 +1,2 @@
+" bpc model files: *.bp
+autocmd BufRead,BufNewFile *.bp setfiletype bp
