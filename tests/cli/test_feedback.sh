@@ -96,9 +96,12 @@ for e in m:
     assert rows[6]["update_angle"] < 0.5, rows[6]        # the output's own update is exact
     assert 80 < rows[5]["weight_angle"] < 100, rows[5]   # random: about orthogonal
     assert rows[3]["weight_angle"] < 60, rows[3]         # sign: well inside 90
-for k in (4, 6):                                          # Kolen-Pollack: falls every epoch
+# Kolen-Pollack shrinks B - W^T by (1 - lr decay) every step, but W's own norm moves
+# too: the angle falls by a wide margin, and once small it may stall (here on an Intel
+# CPU the output's went 74.8, 58.2, 41.75, 42.02), so no epoch may raise it by 1 degree
+for k in (4, 6):
     a = [next(r for r in e["align"] if r["layer"] == k)["weight_angle"] for e in m]
-    assert all(x > y for x, y in zip(a, a[1:])) and a[-1] < a[0] - 5, (k, a)
+    assert a[1] < a[0] and all(y < x + 1 for x, y in zip(a, a[1:])) and a[-1] < a[0] - 15, (k, a)
 print("kolen_pollack angles fall; random and sign as expected")
 EOF
 "$BPC" train "$T/fb.bp" $SMALL --epochs 1 --out "$T/t" > "$T/t.log" 2>&1 || bad "tied run" "$T/t.log"
