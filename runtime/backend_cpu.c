@@ -12,6 +12,7 @@
 #include "jit_c.h"
 #include "linked.h"
 #include "dist.h"
+#include "gemm_map.h"
 #include "tf32.h"
 
 typedef void (*bp_kfn)(void *, int *, const unsigned char *, const bp_dyn *);
@@ -62,15 +63,6 @@ void bp_gemm_cpu64(const bp_gemm *g, double *arena, int nb, double lr) {
     GEMM_BODY(cblas_dgemm)
 }
 
-long bp_gemm_operand_extent(const bp_gemm *g, int nb, int which) {
-    long m = g->m * (g->m_nb ? nb : 1), k = g->k * (g->k_nb ? nb : 1);
-    int t = which ? g->trans_b : g->trans_a;
-    long rows = which ? (t ? g->n : k) : (t ? k : m), cols = which ? (t ? k : g->n) : (t ? m : k);
-    long ld = which ? g->ldb : g->lda, stride = which ? g->stride_b : g->stride_a;
-    long one = rows > 0 && cols > 0 ? (rows - 1) * ld + cols : 0;
-    return g->batch > 1 ? (g->batch - 1) * stride + one : one;
-}
-
 /* Rounds (TF32) or splits (3xTF32: big into big[], small into small[]) n floats. */
 static void to_tf32(const float *src, float *big, float *small, long n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -96,20 +88,6 @@ void bp_gemm_cpu_prec(const bp_gemm *g, float *arena, int nb, float lr, bp_preci
         GEMM_CALL(cblas_sgemm, Ab, Bs, arena + g->c)
     }
     GEMM_CALL(cblas_sgemm, Ab, Bb, arena + g->c)
-}
-
-long bp_plan_gemm_scratch(const bp_plan *p) {
-    long most = 0;
-    const bp_prog *progs[] = {&p->train, &p->eval, &p->forward};
-    for (int j = 0; j < 3; j++)
-        for (int i = 0; i < progs[j]->n; i++) {
-            const bp_op *o = &progs[j]->ops[i];
-            if (o->kind != BP_OP_GEMM) continue;
-            long n = 2 * (bp_gemm_operand_extent(&o->g, p->batch, 0) +
-                          bp_gemm_operand_extent(&o->g, p->batch, 1));
-            if (n > most) most = n;
-        }
-    return most;
 }
 
 static void cpu_close(bp_exec *x) {
@@ -143,7 +121,7 @@ static int cpu_open(bp_exec *x, const char *source, bp_err *e) {
     if (!c->fn || !c->A || !c->ints || !c->X || (ns && !c->scratch)) {
         char need[32], big[256];
         bp_bytes_str(p->arena_floats * (double)x->real_size + p->arena_ints * 4.0 +
-                     (double)p->batch * p->x_bytes, need, sizeof need);
+                     (double)p->batch * p->x_bytes + ns * 4.0, need, sizeof need);
         bp_plan_largest(p, x->real_size, big, sizeof big);
         cpu_close(x);
         return bp_fail(e, "out of memory: the model's tensors and buffers need %s at batch %d "

@@ -296,7 +296,8 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
         char need[32], big[256], why[sizeof e->msg];
         snprintf(why, sizeof why, "%s", e->msg);
         bp_bytes_str((double)s->nA * sizeof(float) + (double)s->nI * sizeof(int) + (double)s->nX +
-                     WORKSPACE_BYTES, need, sizeof need);
+                     WORKSPACE_BYTES + (p->precision != BP_PREC_IEEE ? bp_plan_gemm_scratch(p) * 4.0 : 0),
+                     need, sizeof need);
         bp_fail(e, "the model's tensors and buffers need %s of GPU memory at batch %d (%s): %s",
                 need, p->batch, bp_plan_largest(p, (int)sizeof(float), big, sizeof big), why);
         goto fail;

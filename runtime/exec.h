@@ -109,17 +109,8 @@ void bp_gemm_cpu64(const bp_gemm *g, double *arena, int nb, double lr);
  * rounds both operands (every element op(A) and op(B) read, runtime/tf32.h) into
  * scratch and multiplies the copies; 3XTF32 splits them into big and small parts and
  * adds alpha*As*Bb, alpha*Ab*Bs, then alpha*Ab*Bb to beta*C, in that order. scratch
- * holds bp_plan_gemm_scratch(plan) floats (unused for IEEE). */
+ * holds bp_plan_gemm_scratch(plan) floats (gemm_map.h; unused for IEEE). */
 void bp_gemm_cpu_prec(const bp_gemm *g, float *arena, int nb, float lr, bp_precision prec,
                       float *scratch);
-
-/* Elements of the float arena that GEMM g reads for operand A (which 0) or B (which 1)
- * at live batch size nb, its batch members and the gaps of its leading dimension
- * included: the span from its first element to its last. */
-long bp_gemm_operand_extent(const bp_gemm *g, int nb, int which);
-
-/* Floats of scratch that bp_gemm_cpu_prec (and the CUDA target's split) need for any
- * GEMM of p's programs: twice both operands' extents of the largest. */
-long bp_plan_gemm_scratch(const bp_plan *p);
 
 #endif

@@ -8,6 +8,25 @@ void bp_gemm_scalars(const bp_gemm *g, float lr, float *alpha, float *beta) {
     *beta = g->beta - 2.0f * lr * g->beta_l2;
 }
 
+/* Operand `which` (0: A, 1: B) of g stored row-major, at live sizes m and k: rows x
+ * cols with leading dimension *ld, at *off, batch members *stride apart. A is [m,k]
+ * ([k,m] transposed), B is [k,n] ([n,k]). */
+static void operand_shape(const bp_gemm *g, long m, long k, int which, long *rows, long *cols, long *ld,
+                          long *off, long *stride) {
+    int t = which ? g->trans_b : g->trans_a;
+    *rows = which ? (t ? g->n : k) : (t ? k : m);
+    *cols = which ? (t ? k : g->n) : (t ? m : k);
+    *ld = which ? g->ldb : g->lda;
+    *off = which ? g->b : g->a;
+    *stride = which ? g->stride_b : g->stride_a;
+}
+
+/* Floats from an operand's first element to its last, batch members included. */
+static long span(long rows, long cols, long ld, int batch, long stride) {
+    if (rows <= 0 || cols <= 0) return 0;
+    return (rows - 1) * ld + cols + (long)(batch - 1) * (batch > 1 ? stride : 0);
+}
+
 /* Checks one operand stored row-major as rows x cols (leading dimension ld, offset
  * off, `batch` copies stride apart) for the arena. */
 static int operand(const char *name, long rows, long cols, long ld, long off, int batch, long stride,
@@ -18,7 +37,7 @@ static int operand(const char *name, long rows, long cols, long ld, long off, in
     if (rows == 0 || cols == 0) return 0; /* not touched */
     if (off < 0 || (batch > 1 && (stride < 0 || stride > arena)))
         return bp_fail(e, "GEMM operand %s: negative offset %ld or bad stride %ld", name, off, stride);
-    long last = off + (rows - 1) * ld + (cols - 1) + (long)(batch - 1) * (batch > 1 ? stride : 0);
+    long last = off + span(rows, cols, ld, batch, stride) - 1;
     if (last >= arena)
         return bp_fail(e, "GEMM operand %s reaches float %ld, past the arena of %ld floats", name, last, arena);
     return 0;
@@ -34,13 +53,12 @@ int bp_gemm_map(const bp_gemm *g, int nb, float lr, long arena, bp_gemm_cm *cm, 
     if (m > INT_MAX || k > INT_MAX)
         return bp_fail(e, "GEMM dimension too large for cuBLAS (m=%ld k=%ld with nb=%d)", m, k, nb);
     int touch = m > 0 && n > 0, ab = touch && k > 0;
-    /* row-major storage: A is [m,k] ([k,m] transposed), B is [k,n] ([n,k]), C is [m,n] */
-    if (operand("A", ab ? (g->trans_a ? k : m) : 0, g->trans_a ? m : k, g->lda, g->a, batch,
-                g->stride_a, arena, e) ||
-        operand("B", ab ? (g->trans_b ? n : k) : 0, g->trans_b ? k : n, g->ldb, g->b, batch,
-                g->stride_b, arena, e) ||
-        operand("C", touch ? m : 0, n, g->ldc, g->c, batch, g->stride_c, arena, e))
-        return -1;
+    for (int w = 0; w < 2; w++) { /* A and B (operand_shape); C is [m,n] */
+        long rows, cols, ld, off, stride;
+        operand_shape(g, m, k, w, &rows, &cols, &ld, &off, &stride);
+        if (operand(w ? "B" : "A", ab ? rows : 0, cols, ld, off, batch, stride, arena, e)) return -1;
+    }
+    if (operand("C", touch ? m : 0, n, g->ldc, g->c, batch, g->stride_c, arena, e)) return -1;
     /* the C of one batch entry must not overlap another's: on the GPU they run at once */
     if (touch && batch > 1) {
         int apart = g->stride_c >= (m - 1) * g->ldc + n;                     /* one after another */
@@ -67,4 +85,24 @@ int bp_gemm_map(const bp_gemm *g, int nb, float lr, long arena, bp_gemm_cm *cm, 
     cm->batch = batch;
     bp_gemm_scalars(g, lr, &cm->alpha, &cm->beta);
     return 0;
+}
+
+long bp_gemm_operand_extent(const bp_gemm *g, int nb, int which) {
+    long rows, cols, ld, off, stride;
+    operand_shape(g, g->m * (g->m_nb ? nb : 1), g->k * (g->k_nb ? nb : 1), which, &rows, &cols, &ld, &off,
+                  &stride);
+    return span(rows, cols, ld, g->batch > 1 ? g->batch : 1, stride);
+}
+
+long bp_plan_gemm_scratch(const bp_plan *p) {
+    long most = 0;
+    const bp_prog *progs[] = {&p->train, &p->eval, &p->forward};
+    for (int j = 0; j < 3; j++)
+        for (int i = 0; i < progs[j]->n; i++) {
+            const bp_op *o = &progs[j]->ops[i];
+            if (o->kind != BP_OP_GEMM) continue;
+            long n = 2 * (bp_gemm_operand_extent(&o->g, p->batch, 0) + bp_gemm_operand_extent(&o->g, p->batch, 1));
+            if (n > most) most = n;
+        }
+    return most;
 }

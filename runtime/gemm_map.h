@@ -40,4 +40,15 @@ void bp_gemm_scalars(const bp_gemm *g, float lr, float *alpha, float *beta);
  * Returns 0, or -1 with e saying what is wrong with the descriptor. */
 int bp_gemm_map(const bp_gemm *g, int nb, float lr, long arena_floats, bp_gemm_cm *cm, bp_err *e);
 
+/* Elements of the float arena that GEMM g reads for operand A (which 0) or B (which 1)
+ * at live batch size nb, its batch members and the gaps of its leading dimension
+ * included: the span from its first element to its last (0: not read). The precision
+ * modes round or split that span into scratch (exec.h's bp_gemm_cpu_prec, the CUDA
+ * target's bp_tf32_split). */
+long bp_gemm_operand_extent(const bp_gemm *g, int nb, int which);
+
+/* Floats of scratch that the precision modes need for any GEMM of p's programs at p's
+ * batch: twice (big and small parts) both operands' extents of the largest. */
+long bp_plan_gemm_scratch(const bp_plan *p);
+
 #endif

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "exec.h"
+#include "gemm_map.h"
 #include "tf32.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
