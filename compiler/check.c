@@ -210,17 +210,16 @@ static void read_rule(bp_diag *d, const bp_stmt *s, const layer_spec *sp,
 /* Reads `feedback MODE` and `decay D` (seen[0], seen[1]) into the layer; the modes are
  * resolved across layers by resolve_feedback. */
 static void read_feedback(bp_diag *d, const bp_optseen *seen, layer_info *li) {
-    static const char *const modes[] = { "tied", "random", "sign", "kolen_pollack", "direct" };
     char c[BP_CLIP];
     li->fb_key = seen[0].key;
     li->decay = seen[1].key;
     if (seen[0].val) {
         int m = 0;
-        while (m < 5 && strcmp(seen[0].val->text, modes[m])) m++;
-        if (m == 5) {
+        while (m < BP_NFEEDBACKS && strcmp(seen[0].val->text, BP_FEEDBACK_NAMES[m])) m++;
+        if (m == BP_NFEEDBACKS) {
             bp_diag_error(d, seen[0].val->loc, "feedback must be tied, random, sign, "
                           "kolen_pollack or direct, got '%s'", bp_clip(seen[0].val->text, c));
-            const char *near = bp_suggest(seen[0].val->text, modes, 5);
+            const char *near = bp_suggest(seen[0].val->text, BP_FEEDBACK_NAMES, BP_NFEEDBACKS);
             if (near) bp_diag_hint(d, "did you mean '%s'?", near);
         } else {
             li->l.feedback = (bp_feedback)m;

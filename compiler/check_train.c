@@ -152,7 +152,6 @@ static int read_setting(int k, const bp_stmt *s, bp_diag *d, bp_train_cfg *t,
         bp_diag_hint(d, "usage: %s", USAGE[k]);
         return -1;
     case S_PRECISION: {
-        static const char *const names[] = { "ieee", "tf32", "3xtf32" };
         if (!(a = one_value(d, s, USAGE[k]))) return -1;
         if (a->kind == BP_ARG_WORD && !bp_precision_parse(a->text, &t->precision)) return 0;
         char c[BP_CLIP];
@@ -160,7 +159,7 @@ static int read_setting(int k, const bp_stmt *s, bp_diag *d, bp_train_cfg *t,
             bp_diag_error(d, a->loc, "precision is ieee, tf32 or 3xtf32, not dimensions");
         else
             bp_diag_error(d, a->loc, "precision is ieee, tf32 or 3xtf32, not '%s'", bp_clip(a->text, c));
-        const char *near = a->kind == BP_ARG_WORD ? bp_suggest(a->text, names, 3) : NULL;
+        const char *near = a->kind == BP_ARG_WORD ? bp_suggest(a->text, BP_PRECISION_NAMES, BP_NPRECISIONS) : NULL;
         if (near) bp_diag_hint(d, "did you mean '%s'?", near);
         else bp_diag_hint(d, "usage: %s", USAGE[k]);
         return -1;

@@ -2,7 +2,6 @@
 #include "ir.h"
 #include <stdlib.h>
 #include <string.h>
-#include <stdlib.h>
 
 void bp_ir_free(bp_ir *ir) {
     if (!ir) return;
@@ -41,18 +40,16 @@ const char *bp_layer_kind_name(bp_layer_kind k) {
     return "?";
 }
 
+const char *const BP_PRECISION_NAMES[BP_NPRECISIONS] = {"ieee", "tf32", "3xtf32"};
+const char *const BP_FEEDBACK_NAMES[BP_NFEEDBACKS] = {"tied", "random", "sign", "kolen_pollack", "direct"};
+
 const char *bp_precision_name(bp_precision p) {
-    switch (p) {
-    case BP_PREC_IEEE: return "ieee";
-    case BP_PREC_TF32: return "tf32";
-    case BP_PREC_3XTF32: return "3xtf32";
-    }
-    return "?";
+    return p >= 0 && p < BP_NPRECISIONS ? BP_PRECISION_NAMES[p] : "?";
 }
 
 int bp_precision_parse(const char *s, bp_precision *p) {
-    for (int i = BP_PREC_IEEE; i <= BP_PREC_3XTF32; i++)
-        if (!strcmp(s, bp_precision_name((bp_precision)i))) {
+    for (int i = 0; i < BP_NPRECISIONS; i++)
+        if (!strcmp(s, BP_PRECISION_NAMES[i])) {
             *p = (bp_precision)i;
             return 0;
         }
@@ -60,14 +57,7 @@ int bp_precision_parse(const char *s, bp_precision *p) {
 }
 
 const char *bp_feedback_name(bp_feedback f) {
-    switch (f) {
-    case BP_FB_TIED: return "tied";
-    case BP_FB_RANDOM: return "random";
-    case BP_FB_SIGN: return "sign";
-    case BP_FB_KP: return "kolen_pollack";
-    case BP_FB_DIRECT: return "direct";
-    }
-    return "?";
+    return f >= 0 && f < BP_NFEEDBACKS ? BP_FEEDBACK_NAMES[f] : "?";
 }
 
 int bp_has_weights(bp_layer_kind k) {

@@ -55,7 +55,9 @@ typedef enum {
  *          the top of every hidden block (a weight layer and the layers up to the next
  *          one) through its own fixed random matrix [classes, block output]; nothing
  *          crosses a weight layer (direct feedback alignment: Nokland, NeurIPS 2016). */
-typedef enum { BP_FB_TIED, BP_FB_RANDOM, BP_FB_SIGN, BP_FB_KP, BP_FB_DIRECT } bp_feedback;
+typedef enum { BP_FB_TIED, BP_FB_RANDOM, BP_FB_SIGN, BP_FB_KP, BP_FB_DIRECT, BP_NFEEDBACKS } bp_feedback;
+/* "tied", "random", "sign", "kolen_pollack", "direct": the words of the language, by mode. */
+extern const char *const BP_FEEDBACK_NAMES[BP_NFEEDBACKS];
 
 typedef struct {
     bp_layer_kind kind;
@@ -92,9 +94,10 @@ typedef struct {
  * The CPU target rounds and splits the operands the same way before CBLAS, so that it
  * stays the reference for every mode; the double-precision CPU target (tests) ignores
  * the setting and stays exact. Kernels (not GEMMs) are float32 in every mode. */
-typedef enum { BP_PREC_IEEE = 0, BP_PREC_TF32, BP_PREC_3XTF32 } bp_precision;
+typedef enum { BP_PREC_IEEE = 0, BP_PREC_TF32, BP_PREC_3XTF32, BP_NPRECISIONS } bp_precision;
 
-/* "ieee", "tf32", "3xtf32": the words of the language and of --precision. */
+/* "ieee", "tf32", "3xtf32": the words of the language and of --precision, by mode. */
+extern const char *const BP_PRECISION_NAMES[BP_NPRECISIONS];
 const char *bp_precision_name(bp_precision p);
 /* The precision that word s names into *p; 0, or -1 (and *p untouched) for another. */
 int bp_precision_parse(const char *s, bp_precision *p);
@@ -143,7 +146,7 @@ int bp_pad_before(int in, int k, int stride, int pad_same);
 
 const char *bp_layer_kind_name(bp_layer_kind k);
 
-/* "tied", "random", "sign", "kolen_pollack", "direct": the words of the language. */
+/* BP_FEEDBACK_NAMES[f], or "?" for a value out of range. */
 const char *bp_feedback_name(bp_feedback f);
 
 /* 1 for the layers with a weight matrix that feedback can cross: dense, conv, loccon,

@@ -33,14 +33,14 @@ def strings(text):
     return set(re.findall(r'"([a-z][a-z0-9_-]*)"', text))
 
 
-check_c, train_c = src("compiler/check.c"), src("compiler/check_train.c")
+check_c, train_c, ir_c = src("compiler/check.c"), src("compiler/check_train.c"), src("compiler/ir.c")
 words = set()
 words |= strings(re.search(r"LAYER_NAMES\[[^]]*\] = \{([^}]*)\}", check_c).group(1))
 words |= strings(re.search(r"SETTINGS\[[^]]*\] = \{([^}]*)\}", train_c).group(1))
 words |= set(re.findall(r'\{ "([a-z_0-9]+)", BP_OPT_', check_c + train_c))
-words |= strings(re.search(r"modes\[\] = \{([^}]*)\}", check_c).group(1))
+words |= strings(re.search(r"BP_FEEDBACK_NAMES\[[^]]*\] = \{([^}]*)\}", ir_c).group(1))
 words |= strings(re.search(r"pads\[2\] = \{([^}]*)\}", check_c).group(1))
-words |= set(re.findall(r'"([a-z0-9]+)"', re.search(r"names\[\] = \{ \"ieee\"[^}]*\}", train_c).group(0)))
+words |= set(re.findall(r'"([a-z0-9]+)"', re.search(r"BP_PRECISION_NAMES\[[^]]*\] = \{([^}]*)\}", ir_c).group(1)))
 words |= set(re.findall(r'\{ "([a-z0-9-]+)", \d+, \d+, \d+, \d+ \}', train_c))
 words |= {"model", "train", "test"}  # the block keywords (grammar/bp.l), `val test`
 
