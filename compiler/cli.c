@@ -162,7 +162,7 @@ int bp_cli_dist_init(int *argc, char ***argv) {
 }
 
 int bp_cli_precision(const bp_cli_args *a, bp_precision *p, int *given) {
-    *given = a->precision != NULL;
+    if (given) *given = a->precision != NULL;
     if (!a->precision || !bp_precision_parse(a->precision, p)) return 0;
     return bp_cli_bad_usage("--precision is ieee, tf32 or 3xtf32, not '%s'", a->precision);
 }

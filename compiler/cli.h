@@ -60,16 +60,17 @@ int bp_cli_options_apply(const bp_cli_args *a, const char *cmd, const char *allo
 /* The rule: --rule, else the output layer's. 0, or 1 after a usage error. */
 int bp_cli_rule(const bp_cli_args *a, const bp_ir *ir, bp_rule *r);
 
-/* --target cpu|c|cuda|auto (NULL: auto) to a target. 0, or 1 after a usage error. */
 /* Joins the MPI job when started by mpirun with several ranks (runtime/dist.h), and
  * names the rank in messages of ranks other than 0 ("bpc (rank 1)"). Returns 0, or the
  * exit status 2 after printing why it could not join. */
 int bp_cli_dist_init(int *argc, char ***argv);
 
-/* --precision: *p gets it (ieee, tf32, 3xtf32) and *given 1; not given: *given 0.
+/* --precision: *p gets it (ieee, tf32, 3xtf32) and *given 1; not given: *given 0
+ * (given may be NULL).
  * Returns 0, or 1 after a usage message for another word. */
 int bp_cli_precision(const bp_cli_args *a, bp_precision *p, int *given);
 
+/* --target cpu|c|cuda|auto (NULL: auto) to a target. 0, or 1 after a usage error. */
 int bp_cli_target(const char *t, bp_target *out);
 
 /* Writes buf to path atomically (files.h: never half a file; /dev/stdout and the like

@@ -174,9 +174,8 @@ static int cmd_eval(args *a) {
     int rc = load_model(a->pos[0], &ir);
     if (rc) return rc;
     bp_eval_opts o = {.data_dir = a->data, .test_limit = a->test_limit, .json = a->json, .out = stdout};
-    int given = 0;
     if ((rc = bp_cli_target(a->target, &o.target)) ||
-        (rc = bp_cli_precision(a, &ir->train.precision, &given))) { bp_ir_free(ir); return rc; }
+        (rc = bp_cli_precision(a, &ir->train.precision, NULL))) { bp_ir_free(ir); return rc; }
     bp_err e = {{0}};
     rc = bp_eval_checkpoint(ir, a->pos[1], &o, &e);
     if (rc) bp_cli_report(rc, &e);

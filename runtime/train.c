@@ -549,13 +549,6 @@ static int trim_metrics(const char *path, int upto, bp_err *e) {
     return rc;
 }
 
-/* Four zero statistics, for a bp_dist_step that only agrees on a signal. */
-static float *zero4(void) {
-    static float z[4];
-    memset(z, 0, sizeof z);
-    return z;
-}
-
 /* One process per run folder: RUN_DIR/lock is held with flock while the run trains, so
  * that a second `bpc train --resume` or `bpc repro` on the same folder stops instead of
  * interleaving its checkpoints with this one's. The kernel releases it when the process
@@ -1018,7 +1011,8 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
             fprintf(r->log, "early stop after epoch %d: the validation accuracy has not improved by "
                             "%g for %d epochs\n", ep + 1, r->cfg->min_delta, r->cfg->patience);
         }
-        if (r->ranks > 1 ? (sig = bp_dist_step(zero4(), g_signal)) != 0 : g_signal != 0) {
+        float none[4] = {0}; /* a bp_dist_step that only agrees on a signal */
+        if (r->ranks > 1 ? (sig = bp_dist_step(none, g_signal)) != 0 : g_signal != 0) {
             if (!sig) sig = g_signal;
             break;
         }
