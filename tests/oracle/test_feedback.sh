@@ -7,40 +7,19 @@
 # and tests/oracle/torch_step.py on the dump: the twin there builds each pathway from
 # its paper (feedback alignment, sign symmetry, Kolen-Pollack, direct feedback
 # alignment) with autograd, in float64, and compares every tensor, the feedback
-# matrices included (1e-5 relative; updates 1e-4). Environment: BUILD, DATA, PYTHON.
-BUILD=${BUILD:-build}
-DATA=${DATA:-$HOME/.cache/bpc/data}
-PYTHON=${PYTHON:-/usr/bin/python3}
-HERE=$(dirname "$0")
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/bpc-feedback.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT INT TERM
+# matrices included (1e-5 relative; updates 1e-4). Environment: as tests/oracle/lib.sh.
+TEST=test_feedback
+. "$(dirname "$0")/lib.sh"
 
-[ -x "$BUILD/oracle_dump" ] || { echo "test_feedback: $BUILD/oracle_dump is missing" >&2; exit 1; }
-"$PYTHON" -c 'import torch, numpy' 2>/dev/null ||
-    { echo "test_feedback: $PYTHON cannot import torch and numpy" >&2; exit 1; }
-
-fail=0
-n=0
 # one case: NAME MODEL DATA BATCH RULE OUTPUT_FEEDBACK [SED]: SED edits the model's
 # other lines (per-layer feedback)
 case_() {
     name=$1 model=$2 data=$3 batch=$4 rule=$5 fb=$6 extra=${7:-}
-    n=$((n + 1))
     bp="$TMP/$name.bp"
     sed -e "s/^\( *output .*\);/\1 feedback $fb;/" ${extra:+-e "$extra"} "models/$model.bp" > "$bp"
-    grep -q "feedback $fb;" "$bp" || { echo "FAIL $name: could not write its model"; fail=$((fail + 1)); return; }
+    grep -q "feedback $fb;" "$bp" || { n=$((n + 1)); echo "FAIL $name: could not write its model"; fail=$((fail + 1)); return; }
     echo "== $name ($model, $rule, feedback $fb${extra:+, $extra})"
-    if ! "$BUILD/oracle_dump" "$bp" "$rule" "$data" "$TMP/$name" 1 "$batch" > "$TMP/$name.log" 2>&1; then
-        cat "$TMP/$name.log"
-        echo "FAIL $name: oracle_dump failed"
-        fail=$((fail + 1))
-    elif "$PYTHON" "$HERE/torch_step.py" "$TMP/$name" > "$TMP/$name.log" 2>&1; then
-        echo "ok   $name"
-    else
-        cat "$TMP/$name.log"
-        echo "FAIL $name: bpc and PyTorch disagree"
-        fail=$((fail + 1))
-    fi
+    step "$name" "$bp" "$rule" "$data" "$batch"
 }
 
 for fb in random sign kolen_pollack direct; do
@@ -59,5 +38,4 @@ case_ loccon-direct-ebp mnist_loccon "$DATA" 8 ebp direct
 # the deep net: L2 with Kolen-Pollack's decay, and direct feedback through max-pooling blocks
 case_ deep-kp-brainprop cifar10_deep synthetic 8 brainprop kolen_pollack
 case_ deep-direct-ebp cifar10_deep synthetic 8 ebp direct
-[ "$fail" -eq 0 ] && echo "test_feedback: all $n steps agree with PyTorch" || echo "test_feedback: $fail of $n failed"
-[ "$fail" -eq 0 ]
+finish
