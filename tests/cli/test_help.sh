@@ -30,9 +30,16 @@ for verb in emit check ptx train eval data build plot repro; do
     extra=$(printf '%s\n' "$have" | grep . | while read -r o; do printf '%s\n' "$want" | grep -qx -- "$o" || echo "$o"; done)
     [ -z "$missing$extra" ] && ok "help $verb: every option it takes, and only those" ||
         bad "help $verb: undocumented: $(echo $missing); not accepted: $(echo $extra)"
-    inman=$(printf '%s\n' "$want" | grep . | while read -r o; do printf '%s' "$MAN" | grep -q -- "$o" || echo "$o"; done)
-    [ -z "$inman" ] && ok "man page: the options of $verb" || bad "man page lacks $(echo $inman) of $verb"
-    printf '%s' "$MAN" | grep -q "^\.SS \"bpc $verb\|^\.SS \"bpc MODEL.bp" || bad "man page has no section for $verb"
+    # the verb's own section of the man page (emit's is headed by `bpc MODEL.bp -o`),
+    # and in it each option as a whole word (--rule is not --rules)
+    head="bpc $verb"; [ "$verb" = emit ] && head="bpc MODEL.bp"
+    printf '%s\n' "$MAN" | awk -v h=".SS \"$head" 'index($0, ".SS ") == 1 { on = index($0, h) == 1 } on' > "$T/section"
+    if [ -s "$T/section" ]; then
+        inman=$(printf '%s\n' "$want" | grep . | while read -r o; do grep -q -e "$o\([^-a-z0-9]\|\$\)" "$T/section" || echo "$o"; done)
+        [ -z "$inman" ] && ok "man page: the options of $verb, in its section" || bad "man page: the section of $verb lacks $(echo $inman)"
+    else
+        bad "man page has no section headed '$head'"
+    fi
 done
 expect "help of an unknown verb" 1 "no verb 'frob'; the verbs are emit, check, ptx" "$BPC" help frob
 "$BPC" help > "$T/out" && grep -q "bpc help VERB" "$T/out" && ok "bpc help alone: the usage" || bad "bpc help alone"
