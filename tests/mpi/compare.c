@@ -41,8 +41,11 @@ int main(int argc, char **argv) {
     if (!ir) return 2;
     bp_rule rule = strcmp(argv[2], "ebp") ? BP_RULE_BRAINPROP : BP_RULE_EBP;
     int steps = atoi(argv[3]), B = ir->train.batch;
+    /* one rank would compare a plan without collectives: nothing data-parallel tested */
+    if (ranks < 2) die("needs 2 or more ranks (mpirun -np 2, and a bpc built with MPI)", NULL);
+    if (steps < 1) die("needs 1 or more steps", NULL);
     bp_plan *p = bp_plan_build(ir, rule, 0);
-    bp_plan *q = bp_plan_build_flags(ir, rule, (B + ranks - 1) / ranks, ranks > 1 ? BP_PLAN_DP : 0);
+    bp_plan *q = bp_plan_build_flags(ir, rule, (B + ranks - 1) / ranks, BP_PLAN_DP);
     if (!p || !q) die("out of memory", NULL);
     bp_exec one, exact, moved, dp;
     if (bp_exec_open(&one, p, BP_TARGET_CPU, &e) || bp_exec_open(&exact, p, BP_TARGET_CPU64, &e) ||
