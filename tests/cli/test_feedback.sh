@@ -104,7 +104,7 @@ for k in (4, 6):
     assert a[1] < a[0] and all(y < x + 1 for x, y in zip(a, a[1:])) and a[-1] < a[0] - 15, (k, a)
 print("kolen_pollack angles fall; random and sign as expected")
 EOF
-"$BPC" train "$T/fb.bp" $SMALL --epochs 1 --out "$T/t" > "$T/t.log" 2>&1 || bad "tied run" "$T/t.log"
+"$BPC" train "$T/fb.bp" $SMALL --epochs 1 --out "$T/t" > "$T/t.log" 2>&1 || bad "a tied output with untied layers trains" "$T/t.log"
 "$PY" -c 'import json,sys; assert "align" in json.loads(open(sys.argv[1]).readline())' "$T/t/metrics.jsonl" &&
     ok "a tied output with untied layers keeps the align rows" || bad "align rows" "$T/t/metrics.jsonl"
 sed -e 's/ feedback sign;/;/' -e 's/ feedback random;/;/' "$T/fb.bp" > "$T/tied.bp"
@@ -115,7 +115,7 @@ sed -e 's/ feedback sign;/;/' -e 's/ feedback random;/;/' "$T/fb.bp" > "$T/tied.
 import sys
 sys.path.insert(0, "tests/cli")
 import st_file
-h, meta, _ = st_file.read(sys.argv[1])
+h, _, _ = st_file.read(sys.argv[1])
 want = {"4.feedback": [25, 5, 6, 3, 3], "4.weight": [25, 5, 6, 3, 3], "5.feedback": [32, 125],
         "6.feedback": [10, 32], "3.weight": [6, 4, 3, 3]}
 for k, s in want.items():
@@ -151,11 +151,12 @@ BIG="--epochs 3 --limit 20000 --val 500 --test-limit 300 --target cpu --data $DA
 "$BPC" train "$T/kp.bp" $BIG --out "$T/ref" > "$T/ref.log" 2>&1 || bad "reference run" "$T/ref.log"
 "$BPC" train "$T/kp.bp" $BIG --out "$T/k" > "$T/k.log" 2>&1 &
 pid=$!
-i=0
-while [ ! -s "$T/k/metrics.jsonl" ] && [ $i -lt 6000 ]; do sleep 0.05; i=$((i + 1)); done
+wait_lines "$T/k/metrics.jsonl" 1
 sleep 0.2
 kill -KILL $pid 2> /dev/null
 wait $pid 2> /dev/null
+at=$(lines "$T/k/metrics.jsonl")
+[ "$at" -lt 3 ] || bad "the SIGKILL came after the last epoch: nothing was resumed"
 if "$BPC" train --resume "$T/k" > "$T/k2.log" 2>&1 && "$PY" "$HERE/same_run.py" "$T/ref" "$T/k" > "$T/same.log" 2>&1; then
     ok "SIGKILL + resume = uninterrupted run, with learned feedback"
 else

@@ -25,15 +25,6 @@ TEST=train
 PY=${PYTHON:-/usr/bin/python3}
 HERE=$(dirname "$0")
 
-# lines FILE: the number of complete lines (0 for no file)
-lines() { if [ -f "$1" ]; then wc -l < "$1" | tr -d ' '; else echo 0; fi; }
-
-# wait_lines FILE N: waits (up to 300 s) until FILE has N lines
-wait_lines() {
-    i=0
-    while [ "$(lines "$1")" -lt "$2" ] && [ $i -lt 6000 ]; do sleep 0.05; i=$((i + 1)); done
-}
-
 cat > "$T/ck.bp" <<'EOF'
 # ck.bp: a small model with every kind of parameter, for checkpoint tests
 model ck {

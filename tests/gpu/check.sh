@@ -93,6 +93,7 @@ want 1 && mkdir -p "$LOGS/precision" && for spec in $PRECISION_MODELS; do
     for p in tf32 3xtf32; do
         v="$LOGS/precision/${m}_$p.bp"
         sed "s/^train {/train {\n  precision $p;/" "models/$m.bp" > "$v"
+        grep -q "^  precision $p;" "$v" || { echo "FAIL $m $p: no 'train {' line to set the precision in"; fail=1; continue; }
         case $m in *deep*) n=$DEEP_STEPS ;; *) n=$STEPS ;; esac
         compare "$v" "$r" --sync "$n"
     done

@@ -17,7 +17,11 @@ case_() {
     name=$1 model=$2 data=$3 batch=$4 rule=$5 fb=$6 extra=${7:-}
     bp="$TMP/$name.bp"
     sed -e "s/^\( *output .*\);/\1 feedback $fb;/" ${extra:+-e "$extra"} "models/$model.bp" > "$bp"
-    grep -q "feedback $fb;" "$bp" || { n=$((n + 1)); echo "FAIL $name: could not write its model"; fail=$((fail + 1)); return; }
+    # the output's mode, and every layer mode that the extra edit names, are in the model
+    for want in "feedback=$fb;" $(printf '%s' "$extra" | grep -o 'feedback [a-z_]*' | tr ' ' '='); do
+        grep -q "$(echo "$want" | tr '=' ' ')" "$bp" ||
+            { n=$((n + 1)); echo "FAIL $name: could not write its model ($want)"; fail=$((fail + 1)); return; }
+    done
     echo "== $name ($model, $rule, feedback $fb${extra:+, $extra})"
     step "$name" "$bp" "$rule" "$data" "$batch"
 }
