@@ -32,6 +32,8 @@ BIN="$D$P/bin/bpc"
 if command -v man > /dev/null 2>&1; then
     MANWIDTH=80 man -l "$D$P/share/man/man1/bpc.1" 2> "$T/log" | grep -q "bpc help" && ok "the installed man page" ||
         bad "the installed man page" "$T/log"
+else
+    echo "skip the installed man page: no man (install man-db)"
 fi
 
 if make -s BUILD="$BUILD" DESTDIR="$D" PREFIX="$P" uninstall > "$T/log" 2>&1; then ok "make uninstall"
