@@ -33,7 +33,8 @@ def main():
     a = ap.parse_args()
     if not shutil.which("mpirun"):
         sys.exit("mpi_scaling: no mpirun (install openmpi-bin and libopenmpi-dev)")
-    base = [a.bpc, "train", a.model, "--data", "synthetic", "--limit", "7040", "--val", "640",
+    limit, val = 7040, 640  # an epoch trains on limit - val images
+    base = [a.bpc, "train", a.model, "--data", "synthetic", "--limit", str(limit), "--val", str(val),
             "--test-limit", "200", "--epochs", "1", "--no-progress", "--target", "cpu"]
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     one = dict(env, OMP_NUM_THREADS="2")
@@ -51,7 +52,7 @@ def main():
                      {"config": "2 ranks x 1 thread", "round": k, "seconds_per_epoch": s2}]
             print(f"round {k + 1}: 1 process x 2 threads {s1:.2f} s/epoch, 2 ranks x 1 thread {s2:.2f} s/epoch")
     ratio = statistics.median(t1) / statistics.median(t2)
-    summary = {"model": os.path.basename(a.model), "images_per_epoch": 6400, "cpu": cpu_name(),
+    summary = {"model": os.path.basename(a.model), "images_per_epoch": limit - val, "cpu": cpu_name(),
                "cpus": os.cpu_count(), "median_one_process_s": statistics.median(t1),
                "median_two_ranks_s": statistics.median(t2), "one_over_two_ranks": ratio}
     with open(a.out, "w") as f:

@@ -173,10 +173,12 @@ expect "CC that succeeds without an object" 2 "exited successfully but wrote no 
     --epochs 1 --limit 256
 
 # out of memory names what needed how much: a 1,048,576-unit dense layer under a 4 GiB
-# address-space limit (the plain bpc: the sanitizers reserve far more than that)
+# address-space limit (the plain bpc: the sanitizers reserve far more than that; one
+# thread: the stacks and arenas of more would use the limit up first on a bigger machine)
 printf 'model big {\n  input 28 x 28 x 1;\n  dense 1048576 relu;\n  output 10 brainprop;\n}\n' > "$T/big.bp"
 expect "out of memory, with the layer and bytes" 2 \
     "the largest is L1.weight of layer 1 (dense 1048576, line 3): 822,083,584 values, 3.1 GiB" \
+    env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
     sh -c 'ulimit -v 4000000 && exec "$0" train "$1" --data synthetic --epochs 1' "$BPC" "$T/big.bp"
 expect "--limit 1: nothing left to train on" 1 "1 training image (--limit): nothing is left to train on" \
     "$BPC" train models/mnist_dense.bp --data "$DATA" --epochs 1 --limit 1
