@@ -41,6 +41,7 @@ static const struct {
     {"--resume", OPT_STR, offsetof(bp_cli_args, resume), 0, 0},
     {"--val", OPT_VAL, offsetof(bp_cli_args, val), 0, 0},
     {"--batch", OPT_COUNT, offsetof(bp_cli_args, batch), 1, 1 << 20},
+    {"--ranks", OPT_COUNT, offsetof(bp_cli_args, ranks), 1, 4096},
     {"--epochs", OPT_COUNT, offsetof(bp_cli_args, epochs), 1, 1000000},
     {"--limit", OPT_COUNT, offsetof(bp_cli_args, limit), 1, 1000000000},
     {"--test-limit", OPT_COUNT, offsetof(bp_cli_args, test_limit), 1, 1000000000},
@@ -171,7 +172,8 @@ int bp_cli_target(const char *t, bp_target *out) {
     if (!t) t = "auto";
     if (!strcmp(t, "cpu") || !strcmp(t, "c")) *out = BP_TARGET_CPU;
     else if (!strcmp(t, "cuda")) *out = BP_TARGET_CUDA;
-    /* several ranks train on the CPU target (runtime/dist.h) */
+    /* several ranks: auto stays on the CPU; NCCL on GPUs needs one GPU per rank, which
+     * --target cuda says there is (runtime/dist.h) */
     else if (!strcmp(t, "auto")) *out = bp_dist_size() == 1 && bp_cuda_available() ? BP_TARGET_CUDA : BP_TARGET_CPU;
     else return bp_cli_bad_usage("--target is cpu, cuda or auto, not '%s'", t);
     return 0;

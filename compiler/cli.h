@@ -19,6 +19,7 @@ typedef struct {
     const char *run_out;    /* --out RUN_DIR: the run folder of train */
     const char *resume;     /* --resume RUN_DIR */
     long batch;             /* --batch, 1 .. 2^20 */
+    long ranks;             /* --ranks, 1 .. 4096: emit one rank's data-parallel plan */
     long epochs;            /* --epochs, 1 .. 10^6 */
     long limit, test_limit; /* --limit, --test-limit (images), 1 .. 10^9 */
     bp_val_spec val;        /* --val; mode BP_VAL_MODEL when not given */
@@ -46,7 +47,7 @@ int bp_cli_bad_usage(const char *fmt, const char *what);
 
 /* Parses argv[start..argc) into *a (which the caller zeroes, progress = -1): -o,
  * --target, --rule, --data, --arch, --metrics, --out, --resume, --val, --batch,
- * --epochs, --limit, --test-limit, --lr, --seed (each with a value, at most once),
+ * --ranks, --epochs, --limit, --test-limit, --lr, --seed (each with a value, at most once),
  * --json, --progress, --no-progress, and up to 4 positional arguments; after "--"
  * every argument is positional (a model file named -x.bp). The options are also
  * listed in given[] (for bp_cli_options_apply).

@@ -33,12 +33,15 @@ typedef struct {
 static const help_page PAGES[] = {
     {"emit",
      "usage: bpc MODEL.bp -o OUT.cu|OUT.c [--target cuda|c] [--rule brainprop|ebp] [--batch N]\n"
+     "                    [--ranks N]\n"
      "Writes the source the compiler emits for the model: CUDA (the default, or for a .cu\n"
      "name) or C (for a .c name), one training step's kernels specialised to its shapes.\n"
      "  -o FILE            the output file (never the model file itself)\n"
      "  --target cuda|c    the language, when -o's suffix does not say\n"
      "  --rule R           brainprop or ebp (default: the output layer's)\n"
-     "  --batch N          the largest batch the kernels take (default: the train block's)\n"},
+     "  --batch N          the largest batch the kernels take (default: the train block's)\n"
+     "  --ranks N          the program of one of N ranks under mpirun (its share of the\n"
+     "                     batch, and the collectives that join the ranks)\n"},
     {"check",
      "usage: bpc check MODEL.bp\n"
      "Parses and checks the model and prints its layers (output shape, parameters,\n"
@@ -46,12 +49,13 @@ static const help_page PAGES[] = {
      "with the line, a caret and a hint; the exit status is 1 when there are any.\n"},
     {"ptx",
      "usage: bpc ptx MODEL.bp -o OUT.ptx [--arch compute_90] [--rule R] [--batch N]\n"
+     "                [--ranks N]\n"
      "Compiles the model's CUDA through NVRTC to PTX for one virtual architecture; needs\n"
      "NVRTC ($CUDA_HOME/lib64, the loader's path or /usr/local/cuda), not a GPU.\n"
      "  -o FILE            the PTX file\n"
      "  --arch compute_XY  the virtual architecture (default compute_90; compute_90a too);\n"
      "                     one the loaded NVRTC lacks is refused with the list it has\n"
-     "  --rule R, --batch N   as for emitting\n"},
+     "  --rule R, --batch N, --ranks N   as for emitting\n"},
     {"train",
      "usage: bpc train MODEL.bp [options]\n"
      "Trains the model on its data set with BrainProp (or EBP), testing after each epoch;\n"
@@ -59,7 +63,7 @@ static const help_page PAGES[] = {
      TRAIN_OPTS
      "Ctrl-C or SIGTERM writes last.safetensors and exits 130 / 143; a NaN loss stops the\n"
      "run (exit 2) and keeps the last good checkpoint. Under `mpirun -np N` it trains\n"
-     "data-parallel on the CPU target, each rank 1/N of every batch (man bpc).\n"},
+     "data-parallel, each rank 1/N of every batch, over MPI (CPU) or NCCL (CUDA; man bpc).\n"},
     {"eval",
      "usage: bpc eval MODEL.bp CHECKPOINT|RUN_DIR [--data DIR] [--json] [--target T]\n"
      "                [--test-limit N] [--precision P]\n"

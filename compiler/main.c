@@ -1,8 +1,8 @@
 /* main.c: the bpc command line.
  *
- *   bpc MODEL.bp -o net.cu|net.c [--target cuda|c] [--rule brainprop|ebp] [--batch N]
+ *   bpc MODEL.bp -o net.cu|net.c [--target cuda|c] [--rule brainprop|ebp] [--batch N] [--ranks N]
  *   bpc check MODEL.bp
- *   bpc ptx MODEL.bp -o net.ptx [--arch compute_90] [--rule R] [--batch N]
+ *   bpc ptx MODEL.bp -o net.ptx [--arch compute_90] [--rule R] [--batch N] [--ranks N]
  *   bpc train MODEL.bp [--data DIR] [--target cpu|cuda|auto] [--epochs N] [--seed S]
  *             [--lr X] [--rule R] [--limit N] [--test-limit N] [--val N|F|test]
  *             [--out RUN_DIR] [--resume RUN_DIR] [--metrics FILE] [--progress|--no-progress]
@@ -43,8 +43,9 @@
 
 static const char *usage =
     "usage: bpc MODEL.bp -o OUT.cu|OUT.c [--target cuda|c] [--rule brainprop|ebp] [--batch N]\n"
+    "                                    [--ranks N]\n"
     "       bpc check MODEL.bp\n"
-    "       bpc ptx MODEL.bp -o OUT.ptx [--arch compute_90] [--rule R] [--batch N]\n"
+    "       bpc ptx MODEL.bp -o OUT.ptx [--arch compute_90] [--rule R] [--batch N] [--ranks N]\n"
     "       bpc train MODEL.bp [--data DIR] [--target cpu|cuda|auto] [--epochs N] [--seed S]\n"
     "                 [--lr X] [--rule brainprop|ebp] [--limit N] [--test-limit N] [--val N|F|test]\n"
     "                 [--out RUN_DIR] [--resume RUN_DIR] [--metrics FILE] [--progress|--no-progress]\n"
@@ -93,12 +94,18 @@ static int cmd_emit(args *a, int ptx) {
     }
     if (strcmp(target, "c") && strcmp(target, "cuda"))
         return bad_usage("--target for emitting is c or cuda, not '%s'", target);
+    if (a->ranks && a->batch)
+        return bad_usage("%s", "--ranks takes the batch from the train block (each rank 1/N of it), "
+                               "so --batch does not apply with it");
     bp_ir *ir;
     int rc = load_model(a->pos[0], &ir);
     if (rc) return rc;
     bp_rule rule;
     if ((rc = bp_cli_rule(a, ir, &rule))) { bp_ir_free(ir); return rc; }
-    bp_plan *p = bp_plan_build(ir, rule, (int)a->batch);
+    /* --ranks N: the plan each of N ranks runs under mpirun (plan.h, BP_PLAN_DP) */
+    long B = ir->train.batch, N = a->ranks;
+    bp_plan *p = N ? bp_plan_build_flags(ir, rule, (int)((B + N - 1) / N), BP_PLAN_DP)
+                   : bp_plan_build(ir, rule, (int)a->batch);
     char *src = NULL;
     size_t len = 0;
     FILE *f = p ? open_memstream(&src, &len) : NULL;
@@ -233,8 +240,8 @@ int main(int argc, char **argv) {
         {"build", " -o --target --arch "},
         {"eval", " --data --json --target --test-limit --precision "},
         {"data", " --data "},
-        {"ptx", " -o --arch --rule --batch "},
-        {"emit", " -o --target --rule --batch "},
+        {"ptx", " -o --arch --rule --batch --ranks "},
+        {"emit", " -o --target --rule --batch --ranks "},
     };
     const char *name = sub ? cmd : "emit";
     for (size_t i = 0; i < sizeof APPLY / sizeof APPLY[0]; i++)

@@ -17,8 +17,9 @@
  *  - The training split is uploaded once (stage) and each step's images are gathered
  *    on the GPU (bp_gather), so a step copies nothing from the host.
  *  - A program runs as a CUDA graph: captured from the stream the second time it runs
- *    with a given (program, batch size, learning rate), which fix the launch grids and
- *    the GEMMs (alpha = -lr), then replayed with one launch. The first run goes one
+ *    with a given (program, batch size, global batch, learning rate), which fix the
+ *    launch grids, the GEMMs (alpha = -lr) and the gathers' shares, then replayed with
+ *    one launch. The first run goes one
  *    operation at a time, so that every kernel, ours and cuBLAS's, is loaded before a
  *    capture (lazy loading inside a capture fails on drivers before 12.3). Everything
  *    else that changes per step (the Philox step and seed, fix_actions) the kernels
@@ -28,16 +29,26 @@
  *  - run() does not wait for the GPU; put/get synchronise the stream, so an error of
  *    an earlier kernel shows up there. BPC_CUDA_SYNC=1 (no graphs) waits after every
  *    operation and names the operation that failed.
+ *  - A data-parallel plan (dist.h) runs its collectives through NCCL on the same stream,
+ *    one GPU per rank (the rank's local number, modulo the GPUs): a sum is an in-place
+ *    ncclAllReduce, a gather one ncclBroadcast per rank in a group (the ranks' shares
+ *    differ by one sample when the batch does not divide, which ncclAllGather cannot
+ *    take). NCCL is captured into the graphs like everything else. Its collectives wait
+ *    on the GPU for the other ranks, so every wait for the stream polls instead:
+ *    an NCCL error, or a wait past BPC_DIST_TIMEOUT, aborts the communicator and fails.
  *  - BPC_PROFILE=1 (no graphs): an event before each operation of the train program
  *    and one after the last; each run waits for the last and adds the GPU time between
  *    neighbouring events to its operation (bp_profile_print when the model closes).
  *    An operation's figure includes any idle gap before the next one starts.
  */
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "cuda_api.h"
+#include "dist.h"
 #include "exec.h"
 #include "gemm_map.h"
 #include "jit_cuda.h"
@@ -57,7 +68,8 @@ enum { NGRAPH = 8 };
  * captured. */
 typedef struct {
     const bp_prog *prog;        /* NULL: a free slot */
-    int nb;
+    int nb, nb_all;             /* nb_all: a data-parallel plan's global batch, which
+                                   sets the shares of its gathers */
     float lr;
     CUgraphExec exec;
     unsigned long used;         /* the run count when last run, for eviction */
@@ -88,9 +100,12 @@ typedef struct {
     int sync_each;              /* BPC_CUDA_SYNC */
     CUevent *ev;                /* BPC_PROFILE: train.n + 1 events, */
     double *prof;               /* and seconds per operation of the train program */
+#ifdef BPC_HAVE_NCCL
+    ncclComm_t comm;            /* a data-parallel plan's, over every rank; NULL once aborted */
+#endif
     char gpu[128], arch[24];
-    char about[224];            /* the device and the kernels, for bp_cuda_describe */
-    char described[256];        /* about, and whether graphs are on */
+    char about[288];            /* the device and the kernels, for bp_cuda_describe */
+    char described[320];        /* about, and whether graphs are on */
 } cuda;
 
 static int unavailable(bp_err *e, const char *why) {
@@ -180,6 +195,13 @@ static void cuda_close(bp_exec *x) {
     if (!s) return;
     if (s->ctx_held) {
         bp_cu.cuCtxSetCurrent(s->ctx);
+#ifdef BPC_HAVE_NCCL
+        if (s->comm) { /* its last collectives first (an aborted one is gone already) */
+            if (s->stream) bp_cu.cuStreamSynchronize(s->stream);
+            bp_nccl.ncclCommFinalize(s->comm);
+            bp_nccl.ncclCommDestroy(s->comm);
+        }
+#endif
         if (s->stream) bp_cu.cuStreamSynchronize(s->stream);
         for (int i = 0; i < NGRAPH; i++)
             if (s->graphs[i].exec) bp_cu.cuGraphExecDestroy(s->graphs[i].exec);
@@ -214,11 +236,83 @@ static int alloc_zeroed(cuda *s, CUdeviceptr *d, size_t bytes, bp_err *e) {
     return bytes ? BP_CU(e, bp_cu.cuMemsetD8Async(*d, 0, bytes, s->stream)) : 0;
 }
 
+#ifdef BPC_HAVE_NCCL
+/* The communicator of a data-parallel plan. Rank 0 makes the NCCL id and MPI carries
+ * it to the others (NCCL's own recipe); every rank then joins. Rank 0 sends whether it
+ * could, so no rank waits for an id that never comes. */
+static int open_nccl(cuda *s, bp_err *e) {
+    int rank = bp_dist_rank(), ranks = bp_dist_size();
+    bp_err le = {{0}};
+    struct { int ok; ncclUniqueId id; } m;
+    memset(&m, 0, sizeof m);
+    int loaded = !bp_cuda_load_nccl(&le);
+    if (rank == 0) m.ok = loaded && !BP_NCCL(&le, NULL, bp_nccl.ncclGetUniqueId(&m.id));
+    bp_dist_broadcast(&m, sizeof m);
+    if (!loaded)
+        return bp_fail(e, "data parallelism on the CUDA target needs NCCL: %.700s; install it (the CUDA "
+                          "toolkit's, or Debian's libnccl2), or give --target cpu", le.msg);
+    if (!m.ok)
+        return rank == 0 ? bp_fail(e, "%s", le.msg)
+                         : bp_fail(e, "rank 0 could not create the NCCL id (its message says why)");
+    if (BP_NCCL(e, NULL, bp_nccl.ncclCommInitRank(&s->comm, ranks, m.id, rank))) { s->comm = NULL; return -1; }
+    return 0;
+}
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Aborts the communicator, whose collectives may now never end (e keeps the reason). */
+static int abort_comm(cuda *s) {
+    bp_nccl.ncclCommAbort(s->comm);
+    s->comm = NULL;
+    return -1;
+}
+
+/* The stream's end, by polling: a collective whose partner rank is gone or stuck never
+ * ends on the GPU, where no MPI watchdog sees it (see the head of the file). */
+static int wait_collectives(cuda *s, bp_err *e) {
+    double t0 = seconds(), limit = bp_dist_timeout();
+    for (long polls = 0;; polls++) {
+        CUresult r = bp_cu.cuStreamQuery(s->stream);
+        if (r == CUDA_SUCCESS) return 0;
+        if (r != CUDA_ERROR_NOT_READY) return bp_cu_check(r, "cuStreamQuery", __FILE__, __LINE__, e);
+        ncclResult_t st = ncclSuccess;
+        if (BP_NCCL(e, s->comm, bp_nccl.ncclCommGetAsyncError(s->comm, &st))) return abort_comm(s);
+        if (st != ncclSuccess && st != ncclInProgress) {
+            bp_nccl_check(st, s->comm, "a collective (ncclCommGetAsyncError)", __FILE__, __LINE__, e);
+            return abort_comm(s);
+        }
+        if (seconds() - t0 > limit) {
+            bp_fail(e, "rank %d of %d has waited %.0f s for the GPU's collectives (NCCL) with another "
+                       "rank: a rank is stuck or its machine is gone (BPC_DIST_TIMEOUT sets the limit)",
+                    bp_dist_rank(), bp_dist_size(), limit);
+            return abort_comm(s);
+        }
+        if (polls < 1000) sched_yield(); /* a step's usual end comes soon */
+        else nanosleep(&(struct timespec){0, 20000}, NULL);
+    }
+}
+#endif
+
+/* Waits until the stream has done everything queued on it. */
+static int wait_stream(cuda *s, bp_err *e) {
+#ifdef BPC_HAVE_NCCL
+    if (s->comm) return wait_collectives(s, e);
+#endif
+    return BP_CU(e, bp_cu.cuStreamSynchronize(s->stream));
+}
+
 static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
     const bp_plan *p = x->plan;
+#ifndef BPC_HAVE_NCCL
     if (p->dp)
-        return bp_fail(e, "data parallelism over several ranks runs on the CPU target for now "
-                          "(the NCCL path is not built yet): use --target cpu under mpirun");
+        return bp_fail(e, "data parallelism on the CUDA target needs NCCL, and this bpc was built without "
+                          "nccl.h (the CUDA toolkit's, or Debian's libnccl-dev): build it again with NCCL, or "
+                          "give --target cpu under mpirun");
+#endif
     cuda *s = calloc(1, sizeof *s);
     if (!s) return bp_fail(e, "out of memory opening the CUDA target");
     x->impl = s;
@@ -245,6 +339,8 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
             goto fail;
         }
         ord = (int)v;
+    } else if (bp_dist_size() > 1) {
+        ord = bp_dist_local_rank() % ndev; /* one GPU per rank of a machine */
     }
     int major = 0, minor = 0;
     if (BP_CU(e, bp_cu.cuDeviceGet(&s->dev, ord)) ||
@@ -315,8 +411,18 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
                                                               : CUBLAS_TF32_TENSOR_OP_MATH)) ||
         BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)))
         goto fail;
-    snprintf(s->about, sizeof s->about, "%.127s (device %d, sm_%d%d, %d SMs), kernels as %s %s", s->gpu,
-             ord, major, minor, s->sms, s->arch, s->arch[0] == 's' ? "cubin" : "PTX (driver JIT)");
+    int o = snprintf(s->about, sizeof s->about, "%.127s (device %d, sm_%d%d, %d SMs), kernels as %s %s",
+                     s->gpu, ord, major, minor, s->sms, s->arch, s->arch[0] == 's' ? "cubin" : "PTX (driver JIT)");
+#ifdef BPC_HAVE_NCCL
+    if (p->dp) {
+        if (open_nccl(s, e)) goto fail;
+        int v = 0;
+        bp_nccl.ncclGetVersion(&v);
+        snprintf(s->about + o, sizeof s->about - (size_t)o, ", NCCL %d.%d.%d over %d rank%s", v / 10000,
+                 v % 10000 / 100, v % 100, bp_dist_size(), bp_dist_size() == 1 ? "" : "s");
+    }
+#endif
+    (void)o;
     return 0;
 fail:
     cuda_close(x);
@@ -346,7 +452,7 @@ static int copy(bp_exec *x, bp_arena a, long off, void *host, long n, int to_dev
     if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx)) ||
         (to_device ? BP_CU(e, bp_cu.cuMemcpyHtoDAsync(d, host, bytes, s->stream))
                    : BP_CU(e, bp_cu.cuMemcpyDtoHAsync(host, d, bytes, s->stream))) ||
-        BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)))
+        wait_stream(s, e))
         return -1;
     return 0;
 }
@@ -418,6 +524,36 @@ static int gemm(cuda *s, const bp_plan *p, const bp_gemm *g, const bp_dyn *d, bp
 #undef DEV
 }
 
+/* A collective of a data-parallel plan (plan.h), on the stream (see the head of the
+ * file). */
+static int collective(cuda *s, const bp_coll *c, const bp_dyn *d, bp_err *e) {
+    long len = c->kind == BP_COLL_SUM ? c->n : c->n * d->nb_all;
+    if (c->off < 0 || c->n < 0 || len < 0 || c->off > s->nA - len)
+        return bp_fail(e, "collective of %ld floats at %ld is outside the float arena of %ld", len, c->off, s->nA);
+#ifdef BPC_HAVE_NCCL
+    if (!s->comm) return bp_fail(e, "internal error: a collective without an NCCL communicator");
+    float *at = (float *)(uintptr_t)(s->A + (CUdeviceptr)c->off * sizeof(float));
+    if (c->kind == BP_COLL_SUM)
+        return BP_NCCL(e, s->comm, bp_nccl.ncclAllReduce(at, at, (size_t)c->n, ncclFloat, ncclSum, s->comm, s->stream));
+    /* an in-place allgather of shares that may differ in size: each rank broadcasts its rows */
+    if (BP_NCCL(e, s->comm, bp_nccl.ncclGroupStart())) return -1;
+    int rc = 0;
+    for (int r = 0; r < bp_dist_size() && !rc; r++) {
+        int b0, n;
+        bp_dist_share(d->nb_all, r, &b0, &n);
+        float *rows = at + (long)b0 * c->n;
+        if (n) rc = BP_NCCL(e, s->comm, bp_nccl.ncclBroadcast(rows, rows, (size_t)n * (size_t)c->n, ncclFloat, r,
+                                                              s->comm, s->stream));
+    }
+    bp_err ge;
+    if (BP_NCCL(rc ? &ge : e, s->comm, bp_nccl.ncclGroupEnd())) rc = -1; /* a group always ends */
+    return rc;
+#else
+    (void)d;
+    return bp_fail(e, "internal error: a collective in a bpc built without NCCL");
+#endif
+}
+
 /* Brings the device copy of bp_dyn to d: a memset per 32-bit word that changed
  * (usually the step alone). A memset takes its value by value, so nothing on the host
  * must outlive the call, and the stream orders it after the previous run's kernels. */
@@ -439,13 +575,15 @@ static int enqueue(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dyn *d,
     for (int i = 0; i < g->n; i++) {
         const bp_op *o = &g->ops[i];
         int rc = ev ? BP_CU(e, bp_cu.cuEventRecord(ev[i], s->stream)) : 0;
-        if (!rc) rc = o->kind == BP_OP_KERNEL ? launch(s, p, o->kernel, d, e) : gemm(s, p, &o->g, d, e);
-        if (!rc && s->sync_each) rc = BP_CU(e, bp_cu.cuStreamSynchronize(s->stream));
+        if (!rc) rc = o->kind == BP_OP_KERNEL ? launch(s, p, o->kernel, d, e)
+                      : o->kind == BP_OP_GEMM ? gemm(s, p, &o->g, d, e) : collective(s, &o->coll, d, e);
+        if (!rc && s->sync_each) rc = wait_stream(s, e);
         if (rc) {
             char m[sizeof e->msg];
             snprintf(m, sizeof m, "operation %d (%.47s %.63s): %.800s", i,
                      o->kind == BP_OP_KERNEL && o->kernel >= 0 && o->kernel < p->nkernels
-                         ? p->kernels[o->kernel].name : "gemm", o->what, e->msg);
+                         ? p->kernels[o->kernel].name : o->kind == BP_OP_GEMM ? "gemm" : "collective",
+                     o->what, e->msg);
             return bp_fail(e, "%s", m);
         }
     }
@@ -463,21 +601,22 @@ static int add_profile(cuda *s, const bp_prog *g, bp_err *e) {
     return 0;
 }
 
-/* The slot of (g, nb, lr): its graph, captured now when this is the second run of
+/* The slot of (g, nb, nb_all, lr): its graph, captured now when this is the second run of
  * that key. NULL: run it one operation at a time (the first run of a key, or capture
  * failed, which turns graphs off for this exec and says so once on stderr). */
 static graph *graph_for(cuda *s, const bp_plan *p, const bp_prog *g, const bp_dyn *d) {
     graph *slot = NULL;
     for (int i = 0; i < NGRAPH && !slot; i++) {
         graph *c = &s->graphs[i];
-        if (c->prog == g && c->nb == d->nb && !memcmp(&c->lr, &d->lr, sizeof c->lr)) slot = c;
+        if (c->prog == g && c->nb == d->nb && c->nb_all == d->nb_all && !memcmp(&c->lr, &d->lr, sizeof c->lr))
+            slot = c;
     }
     if (!slot) { /* first seen: take a free slot, or the least recently used */
         slot = &s->graphs[0];
         for (int i = 1; i < NGRAPH && slot->prog; i++)
             if (!s->graphs[i].prog || s->graphs[i].used < slot->used) slot = &s->graphs[i];
         if (slot->exec) bp_cu.cuGraphExecDestroy(slot->exec);
-        *slot = (graph){.prog = g, .nb = d->nb, .lr = d->lr, .used = s->runs};
+        *slot = (graph){.prog = g, .nb = d->nb, .nb_all = d->nb_all, .lr = d->lr, .used = s->runs};
         return NULL;
     }
     slot->used = s->runs;
@@ -522,8 +661,7 @@ static int cuda_run(bp_exec *x, const bp_prog *g, const bp_dyn *d, bp_err *e) {
 static int upload(cuda *s, CUdeviceptr *d, const void *src, size_t bytes, bp_err *e) {
     if (BP_CU(e, bp_cu.cuMemAlloc(d, bytes ? bytes : 256))) { *d = 0; return -1; }
     if (!bytes) return 0;
-    return BP_CU(e, bp_cu.cuMemcpyHtoDAsync(*d, src, bytes, s->stream)) ||
-           BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)) ? -1 : 0;
+    return BP_CU(e, bp_cu.cuMemcpyHtoDAsync(*d, src, bytes, s->stream)) || wait_stream(s, e) ? -1 : 0;
 }
 
 static int cuda_stage(bp_exec *x, const unsigned char *images, const int *labels, long n, bp_err *e) {
@@ -550,7 +688,7 @@ static int cuda_order(bp_exec *x, const int *idx, long n, bp_err *e) {
     /* the stream runs in order, so the steps queued before see the old order; the
      * wait keeps idx alive until the copy is done */
     if (n && (BP_CU(e, bp_cu.cuMemcpyHtoDAsync(s->order, idx, (size_t)n * sizeof(int), s->stream)) ||
-              BP_CU(e, bp_cu.cuStreamSynchronize(s->stream))))
+              wait_stream(s, e)))
         return -1;
     s->norder = n;
     return 0;
@@ -570,7 +708,7 @@ static int cuda_gather(bp_exec *x, long first, int nb, bp_err *e) {
     if (BP_CU(e, bp_cu.cuCtxSetCurrent(s->ctx)) ||
         BP_CU(e, bp_cu.cuLaunchKernel(s->gather, grid, 1, 1, BLOCK, 1, 1, 0, s->stream, args, NULL)))
         return -1;
-    return s->sync_each ? BP_CU(e, bp_cu.cuStreamSynchronize(s->stream)) : 0;
+    return s->sync_each ? wait_stream(s, e) : 0;
 }
 
 const char *bp_cuda_describe(const bp_exec *x) {

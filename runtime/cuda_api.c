@@ -1,4 +1,4 @@
-/* cuda_api.c: opens libcuda, NVRTC and cuBLAS with dlopen and resolves the function
+/* cuda_api.c: opens libcuda, NVRTC, cuBLAS and NCCL with dlopen and resolves the function
  * tables of cuda_api.h, plus the check functions that turn a library status into a
  * bp_err message with the file, the line and the library's own error text.
  *
@@ -19,6 +19,9 @@
 bp_cu_api bp_cu;
 bp_nvrtc_api bp_nvrtc;
 bp_cublas_api bp_cublas;
+#ifdef BPC_HAVE_NCCL
+bp_nccl_api bp_nccl;
+#endif
 
 #define BP_STR_(x) #x
 #define BP_STR(x) BP_STR_(x)
@@ -30,6 +33,7 @@ _Static_assert(sizeof(void *) == sizeof(void (*)(void)), "function pointers must
 #define BP_SYM_CU(f) { BP_STR(f), (void *)&bp_cu.f },
 #define BP_SYM_NVRTC(f) { BP_STR(f), (void *)&bp_nvrtc.f },
 #define BP_SYM_CUBLAS(f) { BP_STR(f), (void *)&bp_cublas.f },
+#define BP_SYM_NCCL(f) { BP_STR(f), (void *)&bp_nccl.f },
 
 /* dlopen the first of `names` that loads from DIR/lib64 (or from the loader's path
  * when DIR is NULL); writes what loaded into why. */
@@ -134,6 +138,15 @@ int bp_cuda_load_cublas(bp_err *e) {
     return load(&done, names, 1, s, (int)(sizeof s / sizeof s[0]), NULL, e);
 }
 
+#ifdef BPC_HAVE_NCCL
+int bp_cuda_load_nccl(bp_err *e) {
+    static int done;
+    static const char *const names[] = {"libnccl.so.2", "libnccl.so", NULL};
+    static sym s[] = {BP_NCCL_FUNCS(BP_SYM_NCCL)};
+    return load(&done, names, 1, s, (int)(sizeof s / sizeof s[0]), NULL, e);
+}
+#endif
+
 void bp_cu_describe(CUresult r, char *buf, size_t len) {
     const char *name = NULL, *text = NULL;
     if (bp_cu.cuGetErrorName && bp_cu.cuGetErrorName(r, &name) != CUDA_SUCCESS) name = NULL;
@@ -165,6 +178,16 @@ int bp_cublas_check(cublasStatus_t r, const char *call, const char *file, int li
                    bp_cublas.cublasGetStatusName ? bp_cublas.cublasGetStatusName(r) : "cuBLAS error",
                    bp_cublas.cublasGetStatusString ? bp_cublas.cublasGetStatusString(r) : "?");
 }
+
+#ifdef BPC_HAVE_NCCL
+int bp_nccl_check(ncclResult_t r, ncclComm_t comm, const char *call, const char *file, int line, bp_err *e) {
+    if (r == ncclSuccess) return 0;
+    const char *last = bp_nccl.ncclGetLastError ? bp_nccl.ncclGetLastError(comm) : NULL;
+    return bp_fail(e, "%s:%d: %s failed: %s%s%.400s", file, line, call,
+                   bp_nccl.ncclGetErrorString ? bp_nccl.ncclGetErrorString(r) : "NCCL error",
+                   last && *last ? ": " : "", last ? last : "");
+}
+#endif
 
 #else
 /* Built without the CUDA headers: nothing to load; see backend_cuda.c and jit_cuda.c. */

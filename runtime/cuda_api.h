@@ -1,9 +1,9 @@
-/* cuda_api.h: libcuda, NVRTC and cuBLAS, loaded at run time with dlopen.
+/* cuda_api.h: libcuda, NVRTC, cuBLAS and NCCL, loaded at run time with dlopen.
  *
- * bpc links none of the three, so it builds and runs on machines without a driver or
+ * bpc links none of them, so it builds and runs on machines without a driver or
  * a GPU (CI, the CPU target). When the CUDA target is asked for, the libraries are
  * opened and every function bpc calls is resolved into a table of pointers whose
- * types come from the real headers (cuda.h, nvrtc.h, cublas_v2.h), so a signature
+ * types come from the real headers (cuda.h, nvrtc.h, cublas_v2.h, nccl.h), so a signature
  * mismatch is a compile error, not a crash. The headers map names like cuMemAlloc to
  * versioned symbols (cuMemAlloc_v2) with macros; the tables use the same macros, so
  * the symbol looked up is the one the header would have linked.
@@ -12,7 +12,8 @@
  * Every call goes through a check macro that turns a failure into a bp_err message
  * with the file, the line, the call and the library's own error name and text.
  * Everything here exists only when bpc is built with the CUDA headers
- * (BPC_HAVE_CUDA, set by the Makefile).
+ * (BPC_HAVE_CUDA, set by the Makefile); NCCL, for data parallelism on GPUs (dist.h),
+ * only when the toolkit also has nccl.h (BPC_HAVE_NCCL, set here).
  */
 #ifndef BPC_CUDA_API_H
 #define BPC_CUDA_API_H
@@ -24,13 +25,17 @@
 #include <cublas_v2.h>
 #include <cuda.h>
 #include <nvrtc.h>
+#if __has_include(<nccl.h>)
+#include <nccl.h>
+#define BPC_HAVE_NCCL 1
+#endif
 
 /* The functions bpc uses from each library. */
 #define BP_CU_FUNCS(X)                                                                   \
     X(cuGetErrorName) X(cuGetErrorString) X(cuInit) X(cuDriverGetVersion)                \
     X(cuDeviceGetCount) X(cuDeviceGet) X(cuDeviceGetName) X(cuDeviceGetAttribute)        \
     X(cuDevicePrimaryCtxRetain) X(cuDevicePrimaryCtxRelease) X(cuCtxSetCurrent)          \
-    X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)                          \
+    X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize) X(cuStreamQuery)         \
     X(cuModuleLoadDataEx) X(cuModuleUnload) X(cuModuleGetFunction) X(cuLaunchKernel)     \
     X(cuMemAlloc) X(cuMemFree) X(cuMemsetD8Async) X(cuMemsetD32Async)                    \
     X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync)                                            \
@@ -50,18 +55,32 @@
     X(cublasSetStream) X(cublasSetWorkspace) X(cublasSetMathMode) X(cublasSgemm)         \
     X(cublasSgemmStridedBatched)
 
+#ifdef BPC_HAVE_NCCL
+#define BP_NCCL_FUNCS(X)                                                                 \
+    X(ncclGetVersion) X(ncclGetErrorString) X(ncclGetLastError) X(ncclGetUniqueId)       \
+    X(ncclCommInitRank) X(ncclCommFinalize) X(ncclCommDestroy) X(ncclCommAbort)          \
+    X(ncclCommGetAsyncError) X(ncclAllReduce) X(ncclBroadcast) X(ncclGroupStart)         \
+    X(ncclGroupEnd)
+#endif
+
 /* A field per function, named and typed as the header declares it (after its macros:
  * the field for cuMemAlloc is cuMemAlloc_v2, and bp_cu.cuMemAlloc expands to it). */
 #define BP_API_FIELD(f) __typeof__(&f) f;
 typedef struct { BP_CU_FUNCS(BP_API_FIELD) } bp_cu_api;
 typedef struct { BP_NVRTC_FUNCS(BP_API_FIELD) } bp_nvrtc_api;
 typedef struct { BP_CUBLAS_FUNCS(BP_API_FIELD) } bp_cublas_api;
+#ifdef BPC_HAVE_NCCL
+typedef struct { BP_NCCL_FUNCS(BP_API_FIELD) } bp_nccl_api;
+#endif
 #undef BP_API_FIELD
 
 /* The tables; valid after the matching bp_cuda_load_* returned 0. */
 extern bp_cu_api bp_cu;
 extern bp_nvrtc_api bp_nvrtc;
 extern bp_cublas_api bp_cublas;
+#ifdef BPC_HAVE_NCCL
+extern bp_nccl_api bp_nccl;
+#endif
 
 /* Each loads its library once per process (later calls return at once) and resolves
  * every function of its list. On failure the message says which library or symbol
@@ -70,11 +89,15 @@ extern bp_cublas_api bp_cublas;
  *           the toolkit's stub is found instead, cuInit fails and the message says so)
  *   NVRTC:  libnvrtc.so.13, .so.12, .so
  *   cuBLAS: libcublas.so.13, .so.12, .so
- * NVRTC and cuBLAS are looked for in $CUDA_HOME/lib64 when CUDA_HOME is set, then on
+ *   NCCL:   libnccl.so.2, .so (in the toolkit's lib64, or Debian's libnccl2)
+ * NVRTC, cuBLAS and NCCL are looked for in $CUDA_HOME/lib64 when CUDA_HOME is set, then on
  * the loader's path, then in /usr/local/cuda/lib64. Not thread-safe on the first call. */
 int bp_cuda_load_driver(bp_err *e);
 int bp_cuda_load_nvrtc(bp_err *e);
 int bp_cuda_load_cublas(bp_err *e);
+#ifdef BPC_HAVE_NCCL
+int bp_cuda_load_nccl(bp_err *e);
+#endif
 
 /* "NAME (text)" of a driver status, or "CUDA error N" when the driver cannot say. */
 void bp_cu_describe(CUresult r, char *buf, size_t len);
@@ -84,11 +107,16 @@ void bp_cu_describe(CUresult r, char *buf, size_t len);
 int bp_cu_check(CUresult r, const char *call, const char *file, int line, bp_err *e);
 int bp_nvrtc_check(nvrtcResult r, const char *call, const char *file, int line, bp_err *e);
 int bp_cublas_check(cublasStatus_t r, const char *call, const char *file, int line, bp_err *e);
+#ifdef BPC_HAVE_NCCL
+/* NCCL: its error name, then its text of the last error (comm may be NULL) */
+int bp_nccl_check(ncclResult_t r, ncclComm_t comm, const char *call, const char *file, int line, bp_err *e);
+#endif
 
 /* Usage: if (BP_CU(e, bp_cu.cuInit(0))) return -1; */
 #define BP_CU(e, call) bp_cu_check((call), #call, __FILE__, __LINE__, (e))
 #define BP_NVRTC(e, call) bp_nvrtc_check((call), #call, __FILE__, __LINE__, (e))
 #define BP_CUBLAS(e, call) bp_cublas_check((call), #call, __FILE__, __LINE__, (e))
+#define BP_NCCL(e, comm, call) bp_nccl_check((call), (comm), #call, __FILE__, __LINE__, (e))
 
 #endif /* BPC_HAVE_CUDA */
 

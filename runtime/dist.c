@@ -16,6 +16,20 @@ void bp_dist_share(int nb, int r, int *b0, int *n) {
     *b0 = r * q + (r < m ? r : m);
 }
 
+int bp_dist_local_rank(void) {
+    const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v);
+    }
+    return 0;
+}
+
+double bp_dist_timeout(void) {
+    const char *t = getenv("BPC_DIST_TIMEOUT");
+    return t && atof(t) > 0 ? atof(t) : 600;
+}
+
 /* The number of ranks the launcher asked for: OpenMPI's mpirun, PMI (MPICH, srun). */
 static int launched_ranks(void) {
     const char *v = getenv("OMPI_COMM_WORLD_SIZE");
@@ -31,7 +45,7 @@ static int launched_ranks(void) {
 #include <unistd.h>
 
 static int g_on;
-static double g_timeout = 600;
+static double g_timeout;
 static volatile double g_waiting_since; /* MPI_Wtime when the current collective began, 0: none */
 static volatile const char *g_waiting_in;
 
@@ -76,8 +90,7 @@ int bp_dist_init(int *argc, char ***argv, bp_err *e) {
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
     /* errors come back as return codes, reported with the rank (WAIT) */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    const char *t = getenv("BPC_DIST_TIMEOUT");
-    if (t && atof(t) > 0) g_timeout = atof(t);
+    g_timeout = bp_dist_timeout();
     pthread_t th;
     if (pthread_create(&th, NULL, watchdog, NULL) == 0) pthread_detach(th);
     atexit(bp_dist_finalize);
@@ -91,6 +104,7 @@ void bp_dist_finalize(void) {
 }
 
 void bp_dist_sum(float *buf, long n) {
+    if (!g_on) return; /* one process: the sum is buf */
     for (long at = 0; at < n; at += 1L << 30) { /* MPI counts are ints */
         long k = n - at < (1L << 30) ? n - at : 1L << 30;
         WAIT("a gradient sum (MPI_Allreduce)", MPI_Allreduce(MPI_IN_PLACE, buf + at, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
@@ -108,13 +122,20 @@ static void shares(int nb, long per, int *counts, int *displs) {
 }
 
 void bp_dist_gather(float *buf, long per, int nb) {
+    if (!g_on) return;
     int counts[g_size], displs[g_size];
     shares(nb, per, counts, displs);
     WAIT("a batch-norm gather (MPI_Allgatherv)",
          MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, MPI_COMM_WORLD));
 }
 
+void bp_dist_broadcast(void *buf, long bytes) {
+    if (!g_on) return;
+    WAIT("a broadcast from rank 0 (MPI_Bcast)", MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD));
+}
+
 void bp_dist_gather_int(int *buf, int nb) {
+    if (!g_on) return;
     int counts[g_size], displs[g_size];
     shares(nb, 1, counts, displs);
     WAIT("a gather of the actions (MPI_Allgatherv)",
@@ -156,6 +177,7 @@ void bp_dist_finalize(void) {}
 void bp_dist_sum(float *buf, long n) { (void)buf; (void)n; }
 void bp_dist_gather(float *buf, long per, int nb) { (void)buf; (void)per; (void)nb; }
 void bp_dist_gather_int(int *buf, int nb) { (void)buf; (void)nb; }
+void bp_dist_broadcast(void *buf, long bytes) { (void)buf; (void)bytes; }
 void bp_dist_wait_all(void) {}
 int bp_dist_step(float st[4], int stop) { (void)st; return stop; }
 int bp_dist_all(int ok) { return ok; }

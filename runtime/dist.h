@@ -11,6 +11,10 @@
  * folder. A rank that dies takes the job down: mpirun stops the others and exits
  * non-zero; a collective that waits longer than BPC_DIST_TIMEOUT seconds (default
  * 600) for another rank aborts the job with a message instead of hanging.
+ *
+ * On the CUDA target the plan's collectives go to NCCL instead, one GPU per rank
+ * (backend_cuda.c): the NCCL id travels from rank 0 over MPI (bp_dist_broadcast), and
+ * the rest of this file does what it does on the CPU target.
  */
 #ifndef BPC_DIST_H
 #define BPC_DIST_H
@@ -31,6 +35,15 @@ void bp_dist_finalize(void);
 int bp_dist_rank(void);
 int bp_dist_size(void);
 
+/* This process's rank among the ranks on its machine, from the launcher (OpenMPI's
+ * OMPI_COMM_WORLD_LOCAL_RANK, MPICH's MPI_LOCALRANKID, SLURM_LOCALID); 0 when none
+ * says. Picks the GPU of a rank. */
+int bp_dist_local_rank(void);
+
+/* How long a collective may wait for another rank, in seconds: BPC_DIST_TIMEOUT when
+ * it is a positive number, else 600. */
+double bp_dist_timeout(void);
+
 /* Rank r's share of a batch of nb samples: samples *b0 .. *b0 + *n - 1, the first
  * nb % size ranks taking one more than the others. */
 void bp_dist_share(int nb, int r, int *b0, int *n);
@@ -42,6 +55,9 @@ void bp_dist_sum(float *buf, long n);
  * (bp_dist_share of nb) of `per` floats each at buf; afterwards every rank holds all nb
  * rows. */
 void bp_dist_gather(float *buf, long per, int nb);
+
+/* Rank 0's `bytes` bytes at buf, copied to buf on every other rank. */
+void bp_dist_broadcast(void *buf, long bytes);
 
 /* The same for an int array of one value per sample (the actions). */
 void bp_dist_gather_int(int *buf, int nb);

@@ -782,11 +782,6 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
     if (r->o.has_precision) ir->train.precision = r->o.precision;
     if ((rc = setup_data(r, e))) goto out;
     if (r->ranks > 1) { /* each rank's share: at most ceil(batch / ranks) samples */
-        if (r->o.target != BP_TARGET_CPU) {
-            rc = (bp_fail(e, "data parallelism over %d ranks runs on the CPU target for now (the "
-                             "NCCL path is not built yet): give --target cpu", r->ranks), 1);
-            goto out;
-        }
         r->p = bp_plan_build_flags(ir, r->o.rule, (ir->train.batch + r->ranks - 1) / r->ranks, BP_PLAN_DP);
     } else {
         r->p = bp_plan_build(ir, r->o.rule, 0);

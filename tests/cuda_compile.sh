@@ -4,7 +4,8 @@
 #   1. bpc MODEL.bp --rule R -o DIR/NAME-R.cu                 (the emitted source)
 #   2. bpc ptx MODEL.bp --rule R -o DIR/NAME-R.ptx --arch compute_90   (through NVRTC)
 #   3. ptxas -arch=sm_90 -v DIR/NAME-R.ptx -o DIR/NAME-R.cubin (assembled for H100/H200)
-# and prints, per kernel, the registers, stack and spill bytes ptxas reports, so a
+# and the same with --ranks 2 (the program of one of 2 data-parallel ranks, with its
+# NCCL collectives: NAME-R-ranks2.*), and prints, per kernel, the registers, stack and spill bytes ptxas reports, so a
 # change that makes a kernel spill shows up in review. Spills are reported, not failed.
 # Fails (exit 1) when any step fails or a kernel of the .cu is missing from the cubin.
 #
@@ -40,12 +41,17 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 for model in $MODELS; do
     name=$(basename "$model" .bp)
-    for rule in brainprop ebp; do
-        base=$DIR/$name-$rule
-        if ! "$BPC" "$model" --rule "$rule" -o "$base.cu" 2>"$base.err"; then
+    for variant in brainprop ebp brainprop:2 ebp:2; do
+        r=${variant%:*} base=$DIR/$name-${variant%:*} rule=${variant%:*} ranks=
+        case $variant in
+            *:*) ranks="--ranks ${variant#*:}" base=$base-ranks${variant#*:} rule="$r, --ranks ${variant#*:}" ;;
+        esac
+        # shellcheck disable=SC2086 # $ranks is empty or two words
+        if ! "$BPC" "$model" --rule "$r" $ranks -o "$base.cu" 2>"$base.err"; then
             fail "$model ($rule): bpc -o $base.cu"; sed 's/^/    /' "$base.err"; continue
         fi
-        if ! "$BPC" ptx "$model" --rule "$rule" -o "$base.ptx" --arch "compute_$ARCH" 2>"$base.err"; then
+        # shellcheck disable=SC2086
+        if ! "$BPC" ptx "$model" --rule "$r" $ranks -o "$base.ptx" --arch "compute_$ARCH" 2>"$base.err"; then
             fail "$model ($rule): bpc ptx (NVRTC)"; sed 's/^/    /' "$base.err"; continue
         fi
         if ! "$PTXAS" -arch="sm_$ARCH" -v "$base.ptx" -o "$base.cubin" >"$base.ptxas" 2>&1; then

@@ -27,6 +27,17 @@ expect "unknown option" 1 "unknown option '--frobnicate'" "$SANBPC" check models
 expect "bad --epochs" 1 "--epochs takes a whole number" "$SANBPC" train models/mnist_conv.bp --epochs x
 expect "bad --rule" 1 "--rule is brainprop or ebp" "$SANBPC" models/mnist_conv.bp -o "$T/x.c" --rule maybe
 expect "emit without -o" 1 "missing -o" "$SANBPC" models/mnist_conv.bp
+expect "--ranks with --batch" 1 "--ranks takes the batch from the train block" \
+    "$SANBPC" models/mnist_conv.bp -o "$T/x.c" --ranks 2 --batch 8
+expect "--ranks 0" 1 "--ranks takes a whole number from 1 to 4096" "$SANBPC" models/mnist_conv.bp -o "$T/x.c" --ranks 0
+expect "--ranks for train" 1 "--ranks does not apply" "$SANBPC" train models/mnist_conv.bp --ranks 2
+# --ranks 3: one rank's program, at most 43 of the 128 samples, with its collectives
+if "$SANBPC" models/mnist_conv.bp -o "$T/dp.c" --ranks 3 2> "$T/err" && grep -q 'sum over the ranks' "$T/dp.c" &&
+    head -n 1 "$T/dp.c" | grep -q "batch 43 (one rank's share of 128, data-parallel)"; then
+    echo "ok   emit --ranks 3: one rank's program with its collectives"
+else
+    echo "FAIL emit --ranks 3:"; sed 's/^/  /' "$T/err"; fails=$((fails + 1))
+fi
 
 # an output that would replace its own input, a device or a FIFO
 cp models/mnist_dense.bp "$T/self.bp"

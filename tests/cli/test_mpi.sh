@@ -10,7 +10,8 @@
 #    resumed with the same number of ranks is bit-identical to one that was not stopped;
 #  - one rank killed with SIGKILL: the job stops with mpirun's message and a non-zero
 #    exit, the checkpoint of the last finished epoch is intact and resumes;
-#  - the CUDA target under several ranks is refused with the reason;
+#  - on a machine without a GPU, the CUDA target under several ranks (NCCL) stops every
+#    rank with the reason (tests/gpu/check.sh runs it on GPUs);
 #  - `bpc repro` under mpirun hands the runs of a grid to the ranks.
 # Env: BPC, BUILD, DATA (data root holding mnist/), PYTHON.
 set -u
@@ -87,8 +88,12 @@ rc=$?
     ok "its last checkpoint is intact" || bad "the checkpoint after a killed rank" "$T/log"
 $MPI "$BPC" train --resume "$T/k" --epochs 2 > "$T/log" 2>&1 && ok "and resumes under mpirun" || bad "resume after a killed rank" "$T/log"
 
-expect "the CUDA target under 2 ranks" 1 "data parallelism over 2 ranks runs on the CPU target for now" \
-    $MPI "$BPC" train $RUN0 --epochs 1 --target cuda
+if command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi -L > /dev/null 2>&1; then
+    echo "skip: a GPU is here, so the CUDA target under 2 ranks is tests/gpu/check.sh's"
+else
+    expect "the CUDA target under 2 ranks without a GPU" 2 "CUDA target unavailable" \
+        $MPI "$BPC" train $RUN0 --epochs 1 --target cuda
+fi
 $MPI "$BPC" repro --models mnist_dense --rules brainprop,ebp --seeds 1 --out "$T/grid" --data synthetic \
     --epochs 1 --limit 600 --test-limit 100 --no-progress > "$T/log" 2>&1 &&
     [ -f "$T/grid/mnist_dense-brainprop-seed1/summary.json" ] && [ -f "$T/grid/mnist_dense-ebp-seed1/summary.json" ] &&

@@ -27,6 +27,11 @@
 #     cifar10_deep with --precision tf32.
 #  5. A GPU profile of the training step of mnist_conv, mnist_loccon and cifar10_deep
 #     (BPC_PROFILE: CUDA events around each operation).
+#  6. Data parallelism through NCCL (build/mpi_compare --target cuda): one rank's
+#     data-parallel plan on the GPU, every collective through a one-rank NCCL
+#     communicator, against one CPU process for STEPS steps of mnist_conv (both rules)
+#     and DEEP_STEPS of cifar10_deep; with 2 GPUs and mpirun, also 2 ranks, and one
+#     epoch of `mpirun -np 2 bpc train --target cuda`.
 # Stops at once when the first model cannot run on the GPU at all (exit 2 from
 # gpu_compare: no device, a kernel that does not compile, a crash), since every later
 # model would fail the same way and the machine's time is short.
@@ -36,7 +41,7 @@
 # Env: BUILD (build), STEPS (100), DEEP_STEPS (20), FREE_STEPS (300), PYTHON (python3;
 # needs torch with CUDA for the PyTorch timings), OUT (where the JSON goes; default
 # /tmp), LOGS (where each step's log goes; default /tmp), MODELS (the MODEL:RULE list
-# to compare; default below), PARTS (the parts to run; default "1 2 3 4 5"), FREE (0:
+# to compare; default below), PARTS (the parts to run; default "1 2 3 4 5 6"), FREE (0:
 # no free runs).
 set -u
 BUILD=${BUILD:-build}
@@ -53,12 +58,13 @@ MODELS=${MODELS:-"mnist_dense:brainprop mnist_dense:ebp mnist_conv:brainprop mni
 PRECISION_MODELS=${PRECISION_MODELS:-"mnist_conv:brainprop cifar10_deep:brainprop cifar10_deep:ebp"}
 cd "$(dirname "$0")/../.."
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || { echo "no GPU here"; exit 2; }
-if [ ! -x "$BUILD/gpu_compare" ] || [ ! -x "$BUILD/bench_step" ]; then
-    make "$BUILD/bpc" "$BUILD/gpu_compare" "$BUILD/bench_step" || exit 2
+if [ ! -x "$BUILD/gpu_compare" ] || [ ! -x "$BUILD/bench_step" ] || [ ! -x "$BUILD/mpi_compare" ]; then
+    make "$BUILD/bpc" "$BUILD/gpu_compare" "$BUILD/bench_step" "$BUILD/mpi_compare" || exit 2
 fi
-missing=$(ldd "$BUILD/gpu_compare" "$BUILD/bench_step" | grep 'not found')
+# (bpc links OpenMPI when it was built with it: libmpi must be on this machine too)
+missing=$(ldd "$BUILD/bpc" "$BUILD/gpu_compare" "$BUILD/bench_step" "$BUILD/mpi_compare" | grep 'not found')
 [ -z "$missing" ] || { echo "libraries missing on this machine:"; echo "$missing"; exit 2; }
-PARTS=${PARTS:-1 2 3 4 5}
+PARTS=${PARTS:-1 2 3 4 5 6}
 want() { case " $PARTS " in *" $1 "*) echo "== $(date +%T) part $1";; *) return 1;; esac; }
 mkdir -p "$LOGS"
 fail=0
@@ -127,5 +133,25 @@ want 5 && for m in mnist_conv mnist_loccon cifar10_deep; do
         --warmup 3 --no-cold 2> "$LOGS/gpu_profile_$m.log" > /dev/null || fail=1
     echo "$m:"; grep -A 12 '^profile' "$LOGS/gpu_profile_$m.log"
 done
+# dp NAME STEPS [mpirun -np N]: one mpi_compare run of each rule with the ranks on CUDA
+dp() {
+    m=$1 n=$2; shift 2
+    for r in brainprop ebp; do
+        log="$LOGS/nccl_${m}_${r}_${3:-1}ranks.log"
+        timeout 150 "$@" "$BUILD/mpi_compare" --target cuda "models/$m.bp" "$r" "$n" > "$log" 2>&1 ||
+            { fail=1; echo "FAIL mpi_compare --target cuda $m $r $*"; tail -n 20 "$log"; }
+        grep -E '^RESULT|RANKS DISAGREE|error' "$log"
+    done
+}
+gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
+want 6 && { dp mnist_conv "$STEPS"; dp cifar10_deep "$DEEP_STEPS"; }
+if want 6 && [ "$gpus" -ge 2 ] && command -v mpirun > /dev/null; then
+    dp mnist_conv "$STEPS" mpirun -np 2
+    timeout 150 mpirun -np 2 "$BUILD/bpc" train models/mnist_conv.bp --data synthetic --target cuda \
+        --epochs 1 --test-limit 1000 --no-progress > "$LOGS/nccl_epoch.log" 2>&1 || fail=1
+    grep -E '^epoch|^cuda|^data|error' "$LOGS/nccl_epoch.log" | sed 's|^|2 ranks: |'
+elif want 6; then
+    echo "part 6: $gpus GPU(s)$(command -v mpirun > /dev/null || echo ', no mpirun'): no 2-rank NCCL run"
+fi
 echo "== $(date +%T) done"
 exit $fail

@@ -1,12 +1,14 @@
 /* compare.c: data parallelism against one process, step by step, under one seed.
  *
- *   mpirun -np N mpi_compare MODEL.bp brainprop|ebp STEPS
+ *   mpirun -np N mpi_compare [--target cuda] MODEL.bp brainprop|ebp STEPS
  *
  * Every rank opens the model four times on the CPU target: `one`, the one-process plan
  * over the whole batch (the reference); `exact`, the same in double precision; `moved`,
  * `one` with its state moved by one ulp (the float noise of each tensor); and `dp`, the
  * data-parallel plan of this rank (plan.h, BP_PLAN_DP), which trains its share of the
- * batch and joins the other ranks' through the plan's collectives. All draw the same
+ * batch and joins the other ranks' through the plan's collectives. With --target cuda,
+ * `dp` runs on the rank's GPU and its collectives go through NCCL; one rank is then a
+ * check too (the NCCL path against one CPU process, as tests/gpu/check.sh runs it). All draw the same
  * synthetic batches (Philox pixels and labels). Each step starts every instance from
  * `one`'s state (tests/sync_check.h), so each step's difference is that step's alone.
  * Per tensor, over the steps:
@@ -35,21 +37,32 @@ static void die(const char *what, const bp_err *e) {
 int main(int argc, char **argv) {
     bp_err e = {{0}};
     if (bp_dist_init(&argc, &argv, &e)) die("MPI", &e);
-    if (argc != 4) { fprintf(stderr, "usage: mpirun -np N mpi_compare MODEL.bp brainprop|ebp STEPS\n"); return 2; }
+    bp_target target = BP_TARGET_CPU;
+    if (argc == 6 && !strcmp(argv[1], "--target") && !strcmp(argv[2], "cuda")) {
+        target = BP_TARGET_CUDA;
+        argv += 2;
+        argc -= 2;
+    }
+    if (argc != 4) {
+        fprintf(stderr, "usage: mpirun -np N mpi_compare [--target cuda] MODEL.bp brainprop|ebp STEPS\n");
+        return 2;
+    }
     int nerr = 0, io = 0, rank = bp_dist_rank(), ranks = bp_dist_size();
     bp_ir *ir = bp_frontend_file(argv[1], stderr, &nerr, &io);
     if (!ir) return 2;
     bp_rule rule = strcmp(argv[2], "ebp") ? BP_RULE_BRAINPROP : BP_RULE_EBP;
     int steps = atoi(argv[3]), B = ir->train.batch;
-    /* one rank would compare a plan without collectives: nothing data-parallel tested */
-    if (ranks < 2) die("needs 2 or more ranks (mpirun -np 2, and a bpc built with MPI)", NULL);
+    /* one CPU rank would compare collectives that do nothing: nothing data-parallel
+     * tested (on CUDA, one rank still runs every collective through NCCL) */
+    if (ranks < 2 && target == BP_TARGET_CPU)
+        die("needs 2 or more ranks (mpirun -np 2, and a bpc built with MPI), or --target cuda", NULL);
     if (steps < 1) die("needs 1 or more steps", NULL);
     bp_plan *p = bp_plan_build(ir, rule, 0);
     bp_plan *q = bp_plan_build_flags(ir, rule, (B + ranks - 1) / ranks, BP_PLAN_DP);
     if (!p || !q) die("out of memory", NULL);
     bp_exec one, exact, moved, dp;
     if (bp_exec_open(&one, p, BP_TARGET_CPU, &e) || bp_exec_open(&exact, p, BP_TARGET_CPU64, &e) ||
-        bp_exec_open(&moved, p, BP_TARGET_CPU, &e) || bp_exec_open(&dp, q, BP_TARGET_CPU, &e))
+        bp_exec_open(&moved, p, BP_TARGET_CPU, &e) || bp_exec_open(&dp, q, target, &e))
         die("opening the model", &e);
     unsigned long long seed = ir->train.seed;
     if (bp_exec_init_params(&one, seed, &e)) die("init", &e);
@@ -125,10 +138,10 @@ int main(int argc, char **argv) {
     }
     ok &= worst_ratio <= 1;
     if (rank == 0 && worst >= 0)
-        printf("RESULT %s %s: %d ranks x %d%s against 1 x %d, %d steps each from the same state: %s; loss within "
+        printf("RESULT %s %s%s: %d ranks x %d%s against 1 x %d, %d steps each from the same state: %s; loss within "
                "%.2e; against the double-precision step, %s: %d ranks %.2e, one process %.2e, float noise %.2e "
                "(allowed: %.0f x the larger + %.0e); %ld steps with a differing action left out\n",
-               ir->name, argv[2], ranks, (B + ranks - 1) / ranks, B % ranks ? " (at most)" : "", B, steps,
+               ir->name, argv[2], target == BP_TARGET_CUDA ? " (ranks on CUDA, NCCL)" : "", ranks, (B + ranks - 1) / ranks, B % ranks ? " (at most)" : "", B, steps,
                ok ? "as exact as one process" : "LESS EXACT THAN ONE PROCESS", loss_err, p->tensors[worst].name,
                ranks, edp[worst], eone[worst], noise[worst], SYNC_FACTOR, SYNC_FLOOR, flipped);
     bp_exec_close(&one); bp_exec_close(&exact); bp_exec_close(&moved); bp_exec_close(&dp);
