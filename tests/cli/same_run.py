@@ -18,21 +18,12 @@ TIMED = {"saved_at", "epoch_seconds", "train_seconds", "seconds", "seconds_per_e
          "source_file", "data_dir"}
 
 
-def tensors(path):
-    header, meta, data = st_file.read(path)
-    out = {}
-    for name, v in header.items():
-        b, e = v["data_offsets"]
-        out[name] = (v["dtype"], tuple(v["shape"]), data[b:e])
-    return out, meta
-
-
 def main():
     a, b = sys.argv[1:3]
     bad = 0
     for ck in ("last", "best"):
-        ta, ma = tensors(f"{a}/{ck}.safetensors")
-        tb, mb = tensors(f"{b}/{ck}.safetensors")
+        ta, ma = st_file.tensors(f"{a}/{ck}.safetensors")
+        tb, mb = st_file.tensors(f"{b}/{ck}.safetensors")
         if ta.keys() != tb.keys():
             print(f"FAIL {ck}: tensor names differ")
             bad += 1

@@ -13,3 +13,18 @@ def read(path):
     header = json.loads(buf[8:8 + n].decode("utf-8"))
     meta = header.pop("__metadata__", {})
     return header, meta, buf[8 + n:]
+
+
+def tensors(path):
+    """({name: (dtype, shape, raw bytes)}, __metadata__) of a safetensors file."""
+    header, meta, data = read(path)
+    out = {}
+    for name, v in header.items():
+        b, e = v["data_offsets"]
+        out[name] = (v["dtype"], tuple(v["shape"]), data[b:e])
+    return out, meta
+
+
+def floats(raw):
+    """The float32 values of a tensor's raw bytes, as a tuple."""
+    return struct.unpack("<%df" % (len(raw) // 4), raw)

@@ -48,8 +48,7 @@ sys.path.insert(0, "tests/cli")
 import st_file
 t = sys.argv[1]
 def tensors(path):
-    h, _, data = st_file.read(path)
-    return {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in h.items()}
+    return {k: v[2] for k, v in st_file.tensors(path)[0].items()}
 ref = tensors(f"{t}/o_tied/before.safetensors")
 for fb, fbs in (("random", ["L2.feedback", "L3.feedback", "L4.feedback"]),
                 ("direct", ["L1.feedback", "L2.feedback", "L3.feedback"])):

@@ -30,13 +30,12 @@ grep -q "^precision: GEMMs in tf32" "$T/block.log" && ok "the log names the mode
 
 # max |W - W_ieee| over every tensor of last.safetensors, for one run folder
 cat > "$T/diff.py" <<'PYEOF'
-import struct, sys
+import sys
 sys.path.insert(0, sys.argv[1])
 import st_file
 def tensors(p):
-    h, meta, data = st_file.read(p)
-    return {k: struct.unpack("<%df" % ((v["data_offsets"][1] - v["data_offsets"][0]) // 4),
-                             data[v["data_offsets"][0]:v["data_offsets"][1]]) for k, v in h.items()}, meta
+    t, meta = st_file.tensors(p)
+    return {k: st_file.floats(v[2]) for k, v in t.items()}, meta
 a, _ = tensors(sys.argv[2] + "/last.safetensors")
 b, meta = tensors(sys.argv[3] + "/last.safetensors")
 print("%.3e %s" % (max(max(abs(x - y) for x, y in zip(a[k], b[k])) for k in a), meta.get("precision")))
