@@ -44,6 +44,23 @@ static inline double sync_max_rel(const float *got, const float *ref, long n) {
     return md / (1e-6 + mr);
 }
 
+/* The share of its allowance a candidate's error uses: err / (SYNC_FACTOR x the larger
+ * of the reference's error and the noise + SYNC_FLOOR); above 1 fails, and a NaN is
+ * infinite. */
+static inline double sync_ratio(double err, double ref_err, double noise) {
+    double r = err / (SYNC_FACTOR * (ref_err > noise ? ref_err : noise) + SYNC_FLOOR);
+    return isnan(r) ? INFINITY : r;
+}
+
+/* Step s's synthetic batch: xb input bytes and nb labels below classes, from Philox
+ * (seed, step s), the same for every instance and every rank. */
+static inline void sync_batch(unsigned long long seed, int s, unsigned char *xs, long xb, int *labels, int nb,
+                              int classes) {
+    for (long i = 0; i < xb; i++) xs[i] = (unsigned char)bp_rand_u32(seed, (unsigned)s, 0, 99u, (unsigned)i);
+    for (int b = 0; b < nb; b++)
+        labels[b] = (int)(bp_rand_u32(seed, (unsigned)s, (unsigned)b, 98u, 0) % (unsigned)classes);
+}
+
 /* Copies every tensor of from (plan p) into the n execs of to[] (to[k] runs plan
  * tp[k], where the tensor of the same name may lie elsewhere), and into moved (plan p)
  * with each value moved one ulp up or down (Philox of seed, step s). 0, or -1. */

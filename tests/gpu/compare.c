@@ -109,8 +109,7 @@ int main(int argc, char **argv) {
             const bp_plan *tp[] = {p, p, p};
             if (sync_state(p, &cpu, to, tp, 3, &moved, seed, s, &e)) die("copying the CPU's state", &e);
         }
-        for (long i = 0; i < xb; i++) xs[i] = (unsigned char)bp_rand_u32(seed, (unsigned)s, 0, 99u, (unsigned)i);
-        for (int b = 0; b < nb; b++) labels[b] = (int)(bp_rand_u32(seed, (unsigned)s, (unsigned)b, 98u, 0) % (unsigned)p->classes);
+        sync_batch(seed, s, xs, xb, labels, nb, p->classes);
         float zero[BP_NSTATS] = {0}, lc[BP_NSTATS], lg[BP_NSTATS], le[BP_NSTATS], lr[BP_NSTATS], lm[BP_NSTATS];
         bp_dyn d = {.lr = ir->train.lr, .nb = nb, .step = (unsigned)s, .seed = seed};
         bp_exec *xv[5] = {&cpu, &gpu, &eager, &ref, &moved};
@@ -186,10 +185,9 @@ int main(int argc, char **argv) {
     int sync_ok = sync_loss <= SYNC_FLOOR && flipped_steps <= (steps + 1) / 10, worst = -1;
     double worst_ratio = -1;
     for (int i = 0; sync && i < nt; i++) {
-        double base = ecpu[i] > noise[i] ? ecpu[i] : noise[i], ratio = egpu[i] / (SYNC_FACTOR * base + SYNC_FLOOR);
+        double ratio = sync_ratio(egpu[i], ecpu[i], noise[i]);
         printf("sync %-22s against the double step: gpu %.2e cpu %.2e; float noise %.2e\n", p->tensors[i].name,
                egpu[i], ecpu[i], noise[i]);
-        if (isnan(ratio)) ratio = INFINITY;
         if (ratio > worst_ratio) { worst_ratio = ratio; worst = i; }
     }
     sync_ok &= worst_ratio <= 1;

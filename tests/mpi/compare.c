@@ -82,8 +82,7 @@ int main(int argc, char **argv) {
         bp_exec *to[] = {&exact, &dp};
         const bp_plan *tp[] = {p, q};
         if (sync_state(p, &one, to, tp, 2, &moved, seed, s, &e)) die("copying the state", &e);
-        for (long i = 0; i < xb; i++) xs[i] = (unsigned char)bp_rand_u32(seed, (unsigned)s, 0, 99u, (unsigned)i);
-        for (int b = 0; b < B; b++) labels[b] = (int)(bp_rand_u32(seed, (unsigned)s, (unsigned)b, 98u, 0) % (unsigned)p->classes);
+        sync_batch(seed, s, xs, xb, labels, B, p->classes);
         float zero[BP_NSTATS] = {0}, l1[BP_NSTATS], ld[BP_NSTATS], scratch[BP_NSTATS];
         bp_dyn d = {.lr = ir->train.lr, .nb = B, .step = (unsigned)s, .seed = seed};
         bp_exec *xv[] = {&one, &exact, &moved};
@@ -128,8 +127,7 @@ int main(int argc, char **argv) {
     int ok = loss_err <= SYNC_FLOOR && flipped <= steps / 10, worst = -1;
     double worst_ratio = -1;
     for (int i = 0; i < nt; i++) {
-        double base = eone[i] > noise[i] ? eone[i] : noise[i], ratio = edp[i] / (SYNC_FACTOR * base + SYNC_FLOOR);
-        if (isnan(ratio)) ratio = INFINITY;
+        double ratio = sync_ratio(edp[i], eone[i], noise[i]);
         if (!(spread[i] <= (ranks == 2 ? 0 : 1e-6))) ok = 0;
         if (rank == 0)
             printf("sync %-22s against the double step: %d ranks %.2e, one process %.2e; float noise %.2e%s\n",
