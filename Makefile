@@ -162,8 +162,8 @@ $(DATA_FUZZ): $(BUILD)/%: tests/fuzz/%.c tests/fuzz/fuzz_input.h $(DATA_SRC) run
 # `make fuzz FUZZ_SECONDS=3600` for a long run of every target
 fuzz: $(BUILD)/fuzz_frontend $(DATA_FUZZ)
 	@mkdir -p $(BUILD)/fuzz-corpus && cp models/*.bp tests/golden/*.bp $(BUILD)/fuzz-corpus/ 2>/dev/null; \
-	$(BUILD)/fuzz_frontend -max_total_time=$${FUZZ_SECONDS:-60} $(BUILD)/fuzz-corpus
-	@for t in $(DATA_FUZZ); do f=$${t##*/fuzz_}; mkdir -p $(BUILD)/fuzz-corpus-$$f && cp tests/fuzz/seeds/$$f/* $(BUILD)/fuzz-corpus-$$f/ && $$t -max_total_time=$${FUZZ_SECONDS:-60} -timeout=10 -rss_limit_mb=2048 $(BUILD)/fuzz-corpus-$$f || exit 1; done
+	$(BUILD)/fuzz_frontend -max_total_time=$${FUZZ_SECONDS:-60} -print_final_stats=1 $(BUILD)/fuzz-corpus
+	@for t in $(DATA_FUZZ); do f=$${t##*/fuzz_}; mkdir -p $(BUILD)/fuzz-corpus-$$f && cp tests/fuzz/seeds/$$f/* $(BUILD)/fuzz-corpus-$$f/ && $$t -max_total_time=$${FUZZ_SECONDS:-60} -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 $(BUILD)/fuzz-corpus-$$f || exit 1; done
 
 # ---- CUDA without a GPU: every model through NVRTC to PTX, ptxas for sm_90 -----------
 cuda-report: $(BUILD)/bpc

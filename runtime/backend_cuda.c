@@ -195,16 +195,15 @@ static void cuda_close(bp_exec *x) {
     if (!s) return;
     if (s->ctx_held) {
         bp_cu.cuCtxSetCurrent(s->ctx);
+        if (s->stream) bp_cu.cuStreamSynchronize(s->stream);
+        for (int i = 0; i < NGRAPH; i++)
+            if (s->graphs[i].exec) bp_cu.cuGraphExecDestroy(s->graphs[i].exec);
 #ifdef BPC_HAVE_NCCL
-        if (s->comm) { /* its last collectives first (an aborted one is gone already) */
-            if (s->stream) bp_cu.cuStreamSynchronize(s->stream);
+        if (s->comm) { /* after the graphs that hold its collectives (an aborted one is gone) */
             bp_nccl.ncclCommFinalize(s->comm);
             bp_nccl.ncclCommDestroy(s->comm);
         }
 #endif
-        if (s->stream) bp_cu.cuStreamSynchronize(s->stream);
-        for (int i = 0; i < NGRAPH; i++)
-            if (s->graphs[i].exec) bp_cu.cuGraphExecDestroy(s->graphs[i].exec);
         if (s->blas) bp_cublas.cublasDestroy(s->blas);
         if (s->prof) bp_profile_print(x->plan, 1, "GPU time from CUDA events, no graphs", s->prof);
         for (int i = 0; s->ev && i <= x->plan->train.n; i++)
