@@ -45,6 +45,9 @@ CUDA := $(shell test -f $(CUDA_HOME)/include/nvrtc.h && test -f $(CUDA_HOME)/inc
 ifeq ($(CUDA),yes)
 CPPFLAGS += -DBPC_HAVE_CUDA -I$(CUDA_HOME)/include
 endif
+# NCCL (data parallelism on GPUs) is used when the toolkit's folder has nccl.h
+# (runtime/cuda_api.h looks with __has_include); reported here
+NCCL := $(shell test "$(CUDA)" = yes && test -f $(CUDA_HOME)/include/nccl.h && echo yes)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 # OpenMPI (Debian libopenmpi-dev): data parallelism under mpirun (runtime/dist.h).
 MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null)
@@ -53,7 +56,7 @@ CPPFLAGS += -DBPC_HAVE_MPI $(shell pkg-config --cflags ompi-c 2>/dev/null)
 LDLIBS   += $(MPI_LIBS) -lpthread
 endif
 
-$(info bpc build: OpenBLAS ($(OPENBLAS_KIND)) ✓  OpenMP $(call have,$(OPENMP))  CUDA headers ($(CUDA_HOME)) $(call have,$(CUDA))  zlib $(call have,$(ZLIB_LIBS))  libcrypto $(call have,$(CRYPTO_LIBS))  libarchive $(call have,$(ARCHIVE_LIBS))  libjpeg $(call have,$(JPEG_LIBS))  cJSON $(call have,$(CJSON_LIBS))  cmocka $(call have,$(CMOCKA_LIBS))  MPI $(call have,$(MPI_LIBS)))
+$(info bpc build: OpenBLAS ($(OPENBLAS_KIND)) ✓  OpenMP $(call have,$(OPENMP))  CUDA headers ($(CUDA_HOME)) $(call have,$(CUDA))  zlib $(call have,$(ZLIB_LIBS))  libcrypto $(call have,$(CRYPTO_LIBS))  libarchive $(call have,$(ARCHIVE_LIBS))  libjpeg $(call have,$(JPEG_LIBS))  cJSON $(call have,$(CJSON_LIBS))  cmocka $(call have,$(CMOCKA_LIBS))  MPI $(call have,$(MPI_LIBS))  NCCL $(call have,$(NCCL)))
 
 # ---- sources --------------------------------------------------------------------------
 GEN      := $(BUILD)/gen

@@ -33,7 +33,7 @@ typedef struct {
 static const help_page PAGES[] = {
     {"emit",
      "usage: bpc MODEL.bp -o OUT.cu|OUT.c [--target cuda|c] [--rule brainprop|ebp] [--batch N]\n"
-     "                    [--ranks N]\n"
+     "                                    [--ranks N]\n"
      "Writes the source the compiler emits for the model: CUDA (the default, or for a .cu\n"
      "name) or C (for a .c name), one training step's kernels specialised to its shapes.\n"
      "  -o FILE            the output file (never the model file itself)\n"
@@ -49,7 +49,7 @@ static const help_page PAGES[] = {
      "with the line, a caret and a hint; the exit status is 1 when there are any.\n"},
     {"ptx",
      "usage: bpc ptx MODEL.bp -o OUT.ptx [--arch compute_90] [--rule R] [--batch N]\n"
-     "                [--ranks N]\n"
+     "                                   [--ranks N]\n"
      "Compiles the model's CUDA through NVRTC to PTX for one virtual architecture; needs\n"
      "NVRTC ($CUDA_HOME/lib64, the loader's path or /usr/local/cuda), not a GPU.\n"
      "  -o FILE            the PTX file\n"

@@ -97,13 +97,20 @@ static int cmd_emit(args *a, int ptx) {
     if (a->ranks && a->batch)
         return bad_usage("%s", "--ranks takes the batch from the train block (each rank 1/N of it), "
                                "so --batch does not apply with it");
+    long B = 0, N = a->ranks;
     bp_ir *ir;
     int rc = load_model(a->pos[0], &ir);
     if (rc) return rc;
     bp_rule rule;
     if ((rc = bp_cli_rule(a, ir, &rule))) { bp_ir_free(ir); return rc; }
     /* --ranks N: the plan each of N ranks runs under mpirun (plan.h, BP_PLAN_DP) */
-    long B = ir->train.batch, N = a->ranks;
+    B = ir->train.batch;
+    if (N > B) {
+        fprintf(stderr, "bpc: error: --ranks %ld is more than the train block's batch of %ld: every rank "
+                        "needs a sample of each batch; give at most %ld\n", N, B, B);
+        bp_ir_free(ir);
+        return 1;
+    }
     bp_plan *p = N ? bp_plan_build_flags(ir, rule, (int)((B + N - 1) / N), BP_PLAN_DP)
                    : bp_plan_build(ir, rule, (int)a->batch);
     char *src = NULL;
@@ -244,6 +251,9 @@ int main(int argc, char **argv) {
         {"emit", " -o --target --rule --batch --ranks "},
     };
     const char *name = sub ? cmd : "emit";
+    if (a.ranks && !strcmp(cmd, "train"))
+        return bad_usage("%s", "--ranks is for emit and ptx; to train on N ranks, start `mpirun -np N bpc "
+                               "train ...`");
     for (size_t i = 0; i < sizeof APPLY / sizeof APPLY[0]; i++)
         if (!strcmp(APPLY[i].cmd, name) && bp_cli_options_apply(&a, sub ? cmd : "MODEL.bp -o", APPLY[i].allowed))
             return 1;

@@ -249,7 +249,7 @@ static int open_nccl(cuda *s, bp_err *e) {
     bp_dist_broadcast(&m, sizeof m);
     if (!loaded)
         return bp_fail(e, "data parallelism on the CUDA target needs NCCL: %.700s; install it (the CUDA "
-                          "toolkit's, or Debian's libnccl2), or give --target cpu", le.msg);
+                          "toolkit's, or NVIDIA's libnccl2), or give --target cpu", le.msg);
     if (!m.ok)
         return rank == 0 ? bp_fail(e, "%s", le.msg)
                          : bp_fail(e, "rank 0 could not create the NCCL id (its message says why)");
@@ -309,7 +309,7 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
 #ifndef BPC_HAVE_NCCL
     if (p->dp)
         return bp_fail(e, "data parallelism on the CUDA target needs NCCL, and this bpc was built without "
-                          "nccl.h (the CUDA toolkit's, or Debian's libnccl-dev): build it again with NCCL, or "
+                          "nccl.h (the CUDA toolkit's, or NVIDIA's libnccl-dev): build it again with NCCL, or "
                           "give --target cpu under mpirun");
 #endif
     cuda *s = calloc(1, sizeof *s);

@@ -89,7 +89,7 @@ extern bp_nccl_api bp_nccl;
  *           the toolkit's stub is found instead, cuInit fails and the message says so)
  *   NVRTC:  libnvrtc.so.13, .so.12, .so
  *   cuBLAS: libcublas.so.13, .so.12, .so
- *   NCCL:   libnccl.so.2, .so (in the toolkit's lib64, or Debian's libnccl2)
+ *   NCCL:   libnccl.so.2, .so (in the toolkit's lib64, or NVIDIA's libnccl2 on the loader's path)
  * NVRTC, cuBLAS and NCCL are looked for in $CUDA_HOME/lib64 when CUDA_HOME is set, then on
  * the loader's path, then in /usr/local/cuda/lib64. Not thread-safe on the first call. */
 int bp_cuda_load_driver(bp_err *e);

@@ -781,6 +781,12 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
 
     if (r->o.has_precision) ir->train.precision = r->o.precision;
     if ((rc = setup_data(r, e))) goto out;
+    if (r->ranks > ir->train.batch) {
+        rc = (bp_fail(e, "%d ranks for a batch of %d: every rank needs a sample of each batch; start at "
+                         "most %d rank%s, or raise the train block's batch", r->ranks, ir->train.batch,
+                      ir->train.batch, ir->train.batch == 1 ? "" : "s"), 1);
+        goto out;
+    }
     if (r->ranks > 1) { /* each rank's share: at most ceil(batch / ranks) samples */
         r->p = bp_plan_build_flags(ir, r->o.rule, (ir->train.batch + r->ranks - 1) / r->ranks, BP_PLAN_DP);
     } else {

@@ -113,7 +113,7 @@ for f in idx cifar jpeg_cache; do
     run "fuzz $f" "$BUILD/fuzz_$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 "$TMP/corpus-$f"
 done
 
-echo "== reliability: SIGKILL + resume (make torture: 50 kills), unit tests under valgrind"
+echo "== reliability: SIGKILL + resume (10 kills here; make torture does 50), unit tests under valgrind"
 run "torture: 10 SIGKILLs, resumed = uninterrupted" /usr/bin/python3 tests/torture.py --bpc "$BPC" --kills 10 --epochs 10
 # the quick programs here; `make valgrind` runs every one (those that train take long)
 run "valgrind: the front end, data readers, Philox, protocol, UTF-8" env BUILD="$BUILD" \

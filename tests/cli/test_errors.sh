@@ -30,7 +30,9 @@ expect "emit without -o" 1 "missing -o" "$SANBPC" models/mnist_conv.bp
 expect "--ranks with --batch" 1 "--ranks takes the batch from the train block" \
     "$SANBPC" models/mnist_conv.bp -o "$T/x.c" --ranks 2 --batch 8
 expect "--ranks 0" 1 "--ranks takes a whole number from 1 to 4096" "$SANBPC" models/mnist_conv.bp -o "$T/x.c" --ranks 0
-expect "--ranks for train" 1 "--ranks does not apply" "$SANBPC" train models/mnist_conv.bp --ranks 2
+expect "--ranks for train" 1 "to train on N ranks, start \`mpirun -np N bpc train" "$SANBPC" train models/mnist_conv.bp --ranks 2
+expect "--ranks above the batch" 1 "--ranks 129 is more than the train block's batch of 128" \
+    "$SANBPC" models/mnist_conv.bp -o "$T/x.c" --ranks 129
 # --ranks 3: one rank's program, at most 43 of the 128 samples, with its collectives
 if "$SANBPC" models/mnist_conv.bp -o "$T/dp.c" --ranks 3 2> "$T/err" && grep -q 'sum over the ranks' "$T/dp.c" &&
     head -n 1 "$T/dp.c" | grep -q "batch 43 (one rank's share of 128, data-parallel)"; then

@@ -12,6 +12,7 @@
 #    exit, the checkpoint of the last finished epoch is intact and resumes;
 #  - on a machine without a GPU, the CUDA target under several ranks (NCCL) stops every
 #    rank with the reason (tests/gpu/check.sh runs it on GPUs);
+#  - more ranks than the batch has samples: refused on every rank, with the reason;
 #  - `bpc repro` under mpirun hands the runs of a grid to the ranks.
 # Env: BPC, BUILD, DATA (data root holding mnist/), PYTHON.
 set -u
@@ -91,9 +92,15 @@ $MPI "$BPC" train --resume "$T/k" --epochs 2 > "$T/log" 2>&1 && ok "and resumes 
 if command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi -L > /dev/null 2>&1; then
     echo "skip: a GPU is here, so the CUDA target under 2 ranks is tests/gpu/check.sh's"
 else
-    expect "the CUDA target under 2 ranks without a GPU" 2 "CUDA target unavailable" \
-        $MPI "$BPC" train $RUN0 --epochs 1 --target cuda
+    # (a bpc built without nccl.h says that first)
+    $MPI "$BPC" train $RUN0 --epochs 1 --target cuda > "$T/log" 2>&1
+    rc=$?
+    [ $rc -eq 2 ] && grep -q -E "error: (CUDA target unavailable|data parallelism on the CUDA target needs NCCL)" "$T/log" &&
+        ok "the CUDA target under 2 ranks without a GPU: exit 2 and why" || bad "the CUDA target under 2 ranks: exit $rc" "$T/log"
 fi
+sed 's/batch  *[0-9]*;/batch 1;/' models/mnist_dense.bp > "$T/b1.bp"
+expect "2 ranks for a batch of 1" 1 "2 ranks for a batch of 1: every rank needs a sample of each batch" \
+    $MPI "$BPC" train "$T/b1.bp" --data synthetic --epochs 1 --target cpu
 $MPI "$BPC" repro --models mnist_dense --rules brainprop,ebp --seeds 1 --out "$T/grid" --data synthetic \
     --epochs 1 --limit 600 --test-limit 100 --no-progress > "$T/log" 2>&1 &&
     [ -f "$T/grid/mnist_dense-brainprop-seed1/summary.json" ] && [ -f "$T/grid/mnist_dense-ebp-seed1/summary.json" ] &&
