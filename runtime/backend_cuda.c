@@ -19,9 +19,9 @@
  *  - A program runs as a CUDA graph: captured from the stream the second time it runs
  *    with a given (program, batch size, global batch, learning rate), which fix the
  *    launch grids, the GEMMs (alpha = -lr) and the gathers' shares, then replayed with
- *    one launch. The first run goes one
- *    operation at a time, so that every kernel, ours and cuBLAS's, is loaded before a
- *    capture (lazy loading inside a capture fails on drivers before 12.3). Everything
+ *    one launch. The first run goes one operation at a time, so that every kernel,
+ *    ours and cuBLAS's, is loaded before a capture (lazy loading inside a capture
+ *    fails on drivers before 12.3). Everything
  *    else that changes per step (the Philox step and seed, fix_actions) the kernels
  *    read from a device copy of bp_dyn, written before each run. cuBLAS gets its own
  *    workspace so that capture allocates nothing. If capture fails, bpc says why once and runs
@@ -340,6 +340,13 @@ static int cuda_open(bp_exec *x, const char *source, bp_err *e) {
         ord = (int)v;
     } else if (bp_dist_size() > 1) {
         ord = bp_dist_local_rank() % ndev; /* one GPU per rank of a machine */
+    }
+    int here = bp_dist_local_size();
+    if (p->dp && here > ndev && !(env && *env)) { /* NCCL refuses two ranks on one GPU */
+        bp_fail(e, "%d ranks on this machine share its %d GPU%s: NCCL takes one GPU per rank; start at most "
+                   "%d rank%s per machine (mpirun --map-by ppr:%d:node), or give --target cpu",
+                here, ndev, ndev == 1 ? "" : "s", ndev, ndev == 1 ? "" : "s", ndev);
+        goto fail;
     }
     int major = 0, minor = 0;
     if (BP_CU(e, bp_cu.cuDeviceGet(&s->dev, ord)) ||

@@ -25,6 +25,12 @@ int bp_dist_local_rank(void) {
     return 0;
 }
 
+int bp_dist_local_size(void) {
+    const char *v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!v || !*v) v = getenv("MPI_LOCALNRANKS");
+    return v && *v ? atoi(v) : 0;
+}
+
 double bp_dist_timeout(void) {
     const char *t = getenv("BPC_DIST_TIMEOUT");
     return t && atof(t) > 0 ? atof(t) : 600;

@@ -40,6 +40,10 @@ int bp_dist_size(void);
  * says. Picks the GPU of a rank. */
 int bp_dist_local_rank(void);
 
+/* How many ranks run on this process's machine, from the launcher (OpenMPI's
+ * OMPI_COMM_WORLD_LOCAL_SIZE, MPICH's MPI_LOCALNRANKS); 0 when none says. */
+int bp_dist_local_size(void);
+
 /* How long a collective may wait for another rank, in seconds: BPC_DIST_TIMEOUT when
  * it is a positive number, else 600. */
 double bp_dist_timeout(void);
