@@ -97,22 +97,20 @@ static int cmd_emit(args *a, int ptx) {
     if (a->ranks && a->batch)
         return bad_usage("%s", "--ranks takes the batch from the train block (each rank 1/N of it), "
                                "so --batch does not apply with it");
-    long B = 0, N = a->ranks;
     bp_ir *ir;
     int rc = load_model(a->pos[0], &ir);
     if (rc) return rc;
     bp_rule rule;
     if ((rc = bp_cli_rule(a, ir, &rule))) { bp_ir_free(ir); return rc; }
-    /* --ranks N: the plan each of N ranks runs under mpirun (plan.h, BP_PLAN_DP) */
-    B = ir->train.batch;
-    if (N > B) {
-        fprintf(stderr, "bpc: error: --ranks %ld is more than the train block's batch of %ld: every rank "
-                        "needs a sample of each batch; give at most %ld\n", N, B, B);
+    /* --ranks N: the plan each of N ranks runs under mpirun (plan.h) */
+    if (a->ranks > ir->train.batch) {
+        fprintf(stderr, "bpc: error: --ranks %ld is more than the train block's batch of %d: every rank "
+                        "needs a sample of each batch; give at most %d\n", a->ranks, ir->train.batch,
+                ir->train.batch);
         bp_ir_free(ir);
         return 1;
     }
-    bp_plan *p = N ? bp_plan_build_flags(ir, rule, (int)((B + N - 1) / N), BP_PLAN_DP)
-                   : bp_plan_build(ir, rule, (int)a->batch);
+    bp_plan *p = a->ranks ? bp_plan_build_rank(ir, rule, (int)a->ranks) : bp_plan_build(ir, rule, (int)a->batch);
     char *src = NULL;
     size_t len = 0;
     FILE *f = p ? open_memstream(&src, &len) : NULL;

@@ -921,6 +921,10 @@ bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch) {
     return bp_plan_build_flags(ir, rule, batch, 0);
 }
 
+bp_plan *bp_plan_build_rank(bp_ir *ir, bp_rule rule, int ranks) {
+    return bp_plan_build_flags(ir, rule, (ir->train.batch + ranks - 1) / ranks, BP_PLAN_DP);
+}
+
 bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags) {
     bp_plan *p = calloc(1, sizeof *p);
     if (!p) return NULL;

@@ -167,6 +167,11 @@ bp_plan *bp_plan_build(bp_ir *ir, bp_rule rule, int batch);
 enum { BP_PLAN_NO_FUSE = 1, BP_PLAN_NO_PARTS = 2, BP_PLAN_PLAIN = 3, BP_PLAN_CUDA_ALT = 4,
        BP_PLAN_DP = 8 };
 bp_plan *bp_plan_build_flags(bp_ir *ir, bp_rule rule, int batch, int flags);
+
+/* The data-parallel plan (BP_PLAN_DP) of one of `ranks` ranks: its batch is the largest
+ * share of the train block's batch, ceil(batch / ranks) (dist.h's bp_dist_share). The
+ * callers refuse ranks > ir->train.batch first. NULL only on out-of-memory. */
+bp_plan *bp_plan_build_rank(bp_ir *ir, bp_rule rule, int ranks);
 void bp_plan_free(bp_plan *p);
 
 /* For an out-of-memory message: writes into buf (size n) which tensor or per-step

@@ -788,7 +788,7 @@ int bp_train(bp_ir *ir, const bp_train_opts *o, bp_train_result *res, bp_err *e)
         goto out;
     }
     if (r->ranks > 1) { /* each rank's share: at most ceil(batch / ranks) samples */
-        r->p = bp_plan_build_flags(ir, r->o.rule, (ir->train.batch + r->ranks - 1) / r->ranks, BP_PLAN_DP);
+        r->p = bp_plan_build_rank(ir, r->o.rule, r->ranks);
     } else {
         r->p = bp_plan_build(ir, r->o.rule, 0);
     }

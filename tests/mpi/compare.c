@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
         die("needs 2 or more ranks (mpirun -np 2, and a bpc built with MPI), or --target cuda", NULL);
     if (steps < 1) die("needs 1 or more steps", NULL);
     bp_plan *p = bp_plan_build(ir, rule, 0);
-    bp_plan *q = bp_plan_build_flags(ir, rule, (B + ranks - 1) / ranks, BP_PLAN_DP);
+    bp_plan *q = bp_plan_build_rank(ir, rule, ranks);
     if (!p || !q) die("out of memory", NULL);
     bp_exec one, exact, moved, dp;
     if (bp_exec_open(&one, p, BP_TARGET_CPU, &e) || bp_exec_open(&exact, p, BP_TARGET_CPU64, &e) ||
